@@ -33,7 +33,12 @@ def test_nbdev_export_leaves_the_package_unchanged(tmp_path):
 
 def test_notebooks_are_clean(tmp_path):
     dst = _copy_project(tmp_path)
+    probe = json.loads((dst / 'nbs' / 'index.ipynb').read_text())
+    probe['metadata'].update(accelerator='GPU', colab={'gpuType': 'T4'})
+    (dst / 'nbs' / '_probe.ipynb').write_text(json.dumps(probe))
     _run(['nbdev_clean'], dst)
+    meta = json.loads((dst / 'nbs' / '_probe.ipynb').read_text())['metadata']
+    assert meta.get('accelerator') == 'GPU' and meta.get('colab') == {'gpuType': 'T4'}, f"nbdev_clean dropped Colab metadata: {meta}"
     dirty = [p.name for p in sorted((ROOT / 'nbs').rglob('*.ipynb'))
              if p.read_bytes() != (dst / 'nbs' / p.relative_to(ROOT / 'nbs')).read_bytes()]
     assert not dirty, f"nbdev_clean changes {dirty}: run nbdev_clean and commit"
@@ -66,7 +71,7 @@ def test_runtime_requirements_exclude_the_dev_toolchain():
         assert dev not in req, f"{dev} must stay in dev_requirements"
 
 # the module picture of the README, top to bottom; a module may import only those above it (same layer included)
-LAYERS = [{'core', 'rotations', '_modidx'}, {'models'}, {'io', 'viz'}, {'render'}, {'synth'}, {'metrics'}, {'codes'},
+LAYERS = [{'core', 'rotations', '_modidx'}, {'models'}, {'io'}, {'render'}, {'viz'}, {'synth'}, {'metrics'}, {'codes'},
           {'n2f', 'aufart'}, {'detail', 'texture'}, {'pipeline', 'demo', 'cli'}]
 
 def _layer(mod):

@@ -5,6 +5,9 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/06_models_api.ipynb #4b34d444
+# %% ../../nbs/06_models_api.ipynb #4ef14522
 from .base import *
 from .lbs import *
+from .flame import *
+from .ict import *
+from .builtin import *

@@ -1,0 +1,61 @@
+"""Dataset index loaders on tiny synthetic folders written in each dataset's layout."""
+from pathlib import Path
+import numpy as np
+import pytest
+from facebench.metrics.datasets import (DatasetError, load_now, now_prediction, read_pp, read_landmarks_3d, load_realy, load_facescape_tu,
+                                        load_multiface, read_pts, load_landmark_folder)
+
+def pp_text(n=7):
+    return '<!DOCTYPE PickedPoints>\n<PickedPoints>\n' + ''.join(f' <point x="{i}.5" y="{-i}" z="2" active="1" name="{i}"/>\n' for i in range(n)) + '</PickedPoints>\n'
+
+def test_now_layout_and_predictions(tmp_path):
+    (tmp_path / 'imagepathsvalidation.txt').write_text('S1/multiview_expressions/IMG_1.jpg\nS2/selfie/IMG_9.jpg\nbadline\n')
+    for s in ('S1', 'S2'):
+        (tmp_path / 'scans' / s).mkdir(parents=True); (tmp_path / 'scans' / s / f'{s}.obj').write_text('v 0 0 0\n')
+    (tmp_path / 'scans_lmks_onlypp' / 'S1').mkdir(parents=True); (tmp_path / 'scans_lmks_onlypp/S1/S1.pp').write_text(pp_text())
+    with pytest.raises(DatasetError) as e: load_now(tmp_path)
+    assert 'scans_lmks_onlypp/S2/*.pp missing' in str(e.value) and 'badline' in str(e.value) and '2 problem' in str(e.value)
+    (tmp_path / 'imagepathsvalidation.txt').write_text('S1/multiview_expressions/IMG_1.jpg\n')
+    items = load_now(tmp_path)
+    np.testing.assert_array_equal(read_pp(items[0].scan_landmarks)[:, 0], np.arange(7) + 0.5)
+    pred = tmp_path / 'pred'
+    with pytest.raises(DatasetError, match='mesh'): now_prediction(pred, items[0])
+    (pred / 'S1/multiview_expressions').mkdir(parents=True)
+    (pred / 'S1/multiview_expressions/IMG_1.ply').write_text('ply\n')
+    np.save(pred / 'S1/multiview_expressions/IMG_1.npy', np.zeros((1, 7, 3)))
+    m, l = now_prediction(pred, items[0])
+    assert m.suffix == '.ply' and read_landmarks_3d(l).shape == (7, 3)
+    np.savetxt(tmp_path / 'bad.txt', np.zeros((6, 3)))
+    with pytest.raises(DatasetError, match='7 landmarks'): read_landmarks_3d(tmp_path / 'bad.txt')
+    (tmp_path / 'x.pp').write_text('<point x="1" y="2"/>')
+    with pytest.raises(DatasetError, match='malformed'): read_pp(tmp_path / 'x.pp')
+    with pytest.raises(DatasetError, match='image list'): load_now(tmp_path, split='test')
+
+def test_realy_facescape_multiface(tmp_path):
+    r = tmp_path / 'realy'
+    (r / 'REALY_HIFI3D_keypoints').mkdir(parents=True); (r / 'REALY_HIFI3D_keypoints/001.obj').write_text('v 0 0 0\n')
+    (r / 'REALY_scan_region/001').mkdir(parents=True)
+    for g in ('nose', 'mouth', 'forehead'): (r / f'REALY_scan_region/001/{g}.obj').write_text('v 0 0 0\n')
+    with pytest.raises(DatasetError, match='cheek.obj missing'): load_realy(r)
+    (r / 'REALY_scan_region/001/cheek.obj').write_text('v 0 0 0\n')
+    assert load_realy(r)[0].subject == '001'
+    fs = tmp_path / 'fs'
+    (fs / '1/models_reg').mkdir(parents=True); (fs / '1/models_reg/1_neutral.obj').write_text(''); (fs / '1/models_reg/2_smile.obj').write_text('')
+    assert set(load_facescape_tu(fs)) == {('1', 'neutral'), ('1', 'smile')}
+    with pytest.raises(DatasetError, match='mouth_stretch'): load_facescape_tu(fs, expressions=['neutral', 'mouth_stretch'])
+    mf = tmp_path / 'mf'
+    (mf / 'm--1--A--GHS/tracked_mesh/E001').mkdir(parents=True); (mf / 'm--1--A--GHS/tracked_mesh/E001/000102.obj').write_text('')
+    assert load_multiface(mf)['m--1--A--GHS']['E001'][0].name == '000102.obj'
+    with pytest.raises(DatasetError, match='subject folder B/ missing'): load_multiface(mf, subjects=['m--1--A--GHS', 'B'])
+    with pytest.raises(DatasetError, match='not a directory'): load_multiface(tmp_path / 'nope')
+
+def test_landmark_folder_300w(tmp_path):
+    pts = 'version: 1\nn_points: 68\n{\n' + ''.join(f'{i} {2 * i}\n' for i in range(68)) + '}\n'
+    (tmp_path / 'a.png').write_bytes(b'x'); (tmp_path / 'a.pts').write_text(pts)
+    (tmp_path / 'sub').mkdir(); (tmp_path / 'sub/b.jpg').write_bytes(b'x')
+    with pytest.raises(DatasetError, match='b.pts missing'): load_landmark_folder(tmp_path)
+    (tmp_path / 'sub/b.pts').write_text(pts.replace('n_points: 68', 'n_points: 67'))
+    with pytest.raises(DatasetError, match='n_points is 67'): load_landmark_folder(tmp_path)
+    (tmp_path / 'sub/b.pts').write_text(pts)
+    out = load_landmark_folder(tmp_path)
+    assert len(out) == 2 and out[0][1].shape == (68, 2) and out[0][1][5, 1] == 10
