@@ -1,11 +1,11 @@
 """AUFART throughput: inference images/s at batch 1 and 32 (whole network and AU extractor alone) and training steps/s.
 
-    python benchmarks/aufart.py [--device cpu|cuda] [--preset tiny|full] [--variant paper|code] [--batches 1 32] [--repeat 3]
+    python benchmarks/aufart.py [--device cpu|cuda] [--preset tiny|full] [--variant paper|code] [--batches 1 32] [--repeat 3] [--n-vertices 1000]
 
 `full` is the paper's size (two ResNet-50 at 224 px, 512-wide head); `tiny` the CPU test preset (32 px). Random
 weights: throughput does not depend on them. The first call of each configuration is a warm-up and is not timed.
-A training step is one `aufart_step` (predict, decode the toy head, render over the input, AU extractor on the render,
-losses) plus backward and the optimiser step."""
+A training step is one `aufart_step` (predict, decode the built-in head at `--n-vertices`, render over the input, AU
+extractor on the render, losses) plus backward and the optimiser step."""
 import argparse, time
 import torch
 from facebench.aufart.nets import Aufart, AufartConfig
@@ -29,13 +29,15 @@ def main():
     ap.add_argument('--batches', type=int, nargs='+', default=[1, 32])
     ap.add_argument('--repeat', type=int, default=3)
     ap.add_argument('--train-batch', type=int, default=8)
+    ap.add_argument('--n-vertices', type=int, default=1000, help='vertex count of the built-in head')
     a = ap.parse_args()
     dev = torch.device(a.device)
     tiny = a.preset == 'tiny'
     S = 32 if tiny else 224
-    model = load_target_model('toy', device=dev)
+    model = load_target_model('builtin', device=dev, n_vertices=a.n_vertices)
     net = Aufart(AufartConfig.for_model(model, a.variant, tiny=tiny, image_size=S)).to(dev).eval()
-    print(f"AUFART {a.variant}, preset {a.preset} ({S}x{S}); device {dev}; threads {torch.get_num_threads()}")
+    print(f"AUFART {a.variant}, preset {a.preset} ({S}x{S}); built-in head {model.n_vertices} vertices; device {dev}; "
+          f"threads {torch.get_num_threads()}")
     print(f"{'what':>22} {'batch':>5} {'s/batch':>9} {'images/s':>9}")
     for B in a.batches:
         x = torch.rand(B, 3, S, S, device=dev)

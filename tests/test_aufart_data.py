@@ -1,20 +1,21 @@
-"""AUFART data: AU -> expression maps against the ICT kit's table (typed in here) and AU-named components, AU
-envelopes against their closed form, synthetic renders against an independent orthographic projection of the
-model's landmarks, the image-folder loader on a folder written by the test, and every error."""
+"""AUFART data: AU -> expression maps against the ICT kit's table (typed in here) and AU-named components (the
+built-in head's, with OpenGraphAU's AUs it lacks mapping to nothing), AU envelopes against their closed form,
+synthetic renders against an independent orthographic projection of the model's landmarks, the image-folder loader
+on a folder written by the test, and every error."""
 from pathlib import Path
 import numpy as np, pytest, torch
 from PIL import Image
 from facebench.core import InputError
 from facebench.models.base import MorphableModel, REGION_NAMES
+from facebench.models.builtin import builtin_head, BUILTIN_AUS
 from facebench.aufart.nets import AU_NAMES
 from facebench.aufart.data import (ImageFolderDataset, SyntheticConfig, au_envelope, au_expression_map, au_sequence,
-                                   au_to_expression, procedural_albedo, sample_aus, synthetic_batch, synthetic_sequences,
-                                   toy_au_head)
+                                   au_to_expression, procedural_albedo, sample_aus, synthetic_batch, synthetic_sequences)
 
 ICT_NPZ = Path(__file__).resolve().parent.parent.parent / 'shared' / 'assets' / 'ict-facekit' / 'ict_facekit_light.npz'
 
 @pytest.fixture(scope='module')
-def toy(): return MorphableModel(toy_au_head())
+def head(): return builtin_head(n_vertices=1000)
 
 class _Names:
     def __init__(self, names, name='m'): self.expression_names, self.name = names, name
@@ -60,42 +61,60 @@ def test_sample_aus_rates():
     on = a > 0
     assert abs(float(on.float().mean()) - 0.25) < 0.01 and float(a[on].min()) >= 0.3 and float(a.max()) <= 1
 
-def test_toy_head(toy):
-    assert set(REGION_NAMES) <= set(toy.regions) and toy.expression_names == list(AU_NAMES)
-    # AU26 (jaw drop) moves the chin landmark down, AU1 the inner brows up
-    for au, lm, axis, sign in (('AU26', 8, 1, -1), ('AU1', 21, 1, 1), ('AU12', 54, 0, 1)):
-        e = torch.zeros(1, 27); e[0, AU_NAMES.index(au)] = 1
-        d = (toy(expression=e).landmarks - toy().landmarks)[0, lm, axis]
+def test_builtin_head_drives_landmarks(head):
+    assert set(REGION_NAMES) <= set(head.regions) and head.expression_names == list(BUILTIN_AUS)
+    # through the AU map: AU26 (jaw drop) moves the chin landmark down, AU1 the inner brows up, AU12 the left mouth
+    # corner (iBUG 54, +x in FLAME's frame) outwards and AU15 it down
+    for au, lm, axis, sign in (('AU26', 8, 1, -1), ('AU1', 21, 1, 1), ('AU1', 22, 1, 1), ('AU12', 54, 0, 1), ('AU12', 48, 0, -1),
+                               ('AU15', 54, 1, -1)):
+        a = torch.zeros(1, 27); a[0, AU_NAMES.index(au)] = 1
+        d = (head(expression=au_to_expression(a, head)).landmarks - head().landmarks)[0, lm, axis]
         assert sign * float(d) > 0.001, au
 
-def test_synthetic_batch_ground_truth(toy):
+def test_builtin_head_au_coverage(head):
+    """OpenGraphAU AUs without a built-in component map to nothing; built-in AUs OpenGraphAU lacks are never driven;
+    every shared AU drives exactly its own component."""
+    M = au_expression_map(head)
+    assert M.shape == (27, len(BUILTIN_AUS))
+    names = list(head.expression_names)
+    for i, au in enumerate(AU_NAMES):
+        want = torch.zeros(len(names), dtype=M.dtype)
+        if au in names: want[names.index(au)] = 1
+        assert torch.equal(M[i], want), au
+    lacking = [au for au in AU_NAMES if au not in names]
+    assert lacking == ['AU13', 'AU19', 'AU32', 'AU38', 'AU39']
+    for au in ('AU28', 'AU45'): assert float(M[:, names.index(au)].sum()) == 0
+    a = torch.zeros(1, 27); a[0, [AU_NAMES.index(x) for x in lacking]] = 1
+    assert float(au_to_expression(a, head).abs().sum()) == 0
+
+def test_synthetic_batch_ground_truth(head):
     cfg = SyntheticConfig(image_size=40)
-    sb = synthetic_batch(toy, 3, cfg, 5)
+    sb = synthetic_batch(head, 3, cfg, 5)
     assert sb.image.shape == (3, 3, 40, 40) and float(sb.image.min()) >= 0 and float(sb.image.max()) <= 1
     # landmarks: DECA orthographic projection of the posed model's landmarks, computed here independently
-    lm3 = toy(shape=sb.params.shape, expression=sb.params.expression, global_pose=sb.params.global_pose).landmarks
+    lm3 = head(shape=sb.params.shape, expression=sb.params.expression, global_pose=sb.params.global_pose).landmarks
     s, tx, ty = sb.camera[:, :1], sb.camera[:, 1:2], sb.camera[:, 2:3]
     u = (s * (lm3[..., 0] + tx) + 1) * 40 / 2
     v = (-s * (lm3[..., 1] + ty) + 1) * 40 / 2
     torch.testing.assert_close(sb.landmarks, torch.stack([u, v], -1), atol=1e-4, rtol=1e-5)
-    torch.testing.assert_close(sb.params.expression, au_to_expression(sb.au, toy))
+    torch.testing.assert_close(sb.params.expression, au_to_expression(sb.au, head))
     # the same seed gives the same batch; another seed another one
-    sb2 = synthetic_batch(toy, 3, cfg, 5)
-    assert torch.equal(sb.image, sb2.image) and not torch.equal(sb.image, synthetic_batch(toy, 3, cfg, 6).image)
+    sb2 = synthetic_batch(head, 3, cfg, 5)
+    assert torch.equal(sb.image, sb2.image) and not torch.equal(sb.image, synthetic_batch(head, 3, cfg, 6).image)
     # the face covers the centre and the background the corners
     assert float(sb.mask[:, 0, 20, 20].min()) > 0.99 and float(sb.mask[:, 0, 0, 0].max()) == 0
-    with pytest.raises(InputError, match='au'): synthetic_batch(toy, 2, cfg, 0, au=torch.zeros(3, 27))
+    with pytest.raises(InputError, match='au'): synthetic_batch(head, 2, cfg, 0, au=torch.zeros(3, 27))
 
-def test_sequences(toy):
-    sq = synthetic_sequences(toy, 2, 6, SyntheticConfig(image_size=24), 0)
+def test_sequences(head):
+    sq = synthetic_sequences(head, 2, 6, SyntheticConfig(image_size=24), 0)
     assert len(sq) == 12
     shp = sq.params.shape.view(2, 6, -1)
     assert torch.equal(shp[:, 0], shp[:, 5]) and not torch.equal(shp[0, 0], shp[1, 0])   # one identity per sequence
     assert torch.equal(sq.texture[0], sq.texture[5])
-    with pytest.raises(InputError, match='T >= 2'): synthetic_sequences(toy, 1, 1)
+    with pytest.raises(InputError, match='T >= 2'): synthetic_sequences(head, 1, 1)
 
-def test_albedo_regions(toy):
-    tex = procedural_albedo(toy, 2, 32, torch.Generator().manual_seed(0))
+def test_albedo_regions(head):
+    tex = procedural_albedo(head, 2, 32, torch.Generator().manual_seed(0))
     assert tex.shape == (2, 3, 32, 32) and float(tex.min()) >= 0 and float(tex.max()) <= 1
     assert tex.std() > 0.01   # lips, eyes and hair differ from the skin
 
@@ -153,9 +172,8 @@ def test_image_folder_errors(tmp_path):
     Image.fromarray(np.zeros((10, 12, 3), dtype=np.uint8)).save(f / 'im0.png')
     with pytest.raises(InputError, match='is 12x10; crop faces to squares'): ImageFolderDataset(f, 16)[0]
 
-def test_builtin_head_au_components():
-    builtin = pytest.importorskip('facebench.models.builtin')
-    m = builtin.builtin_head()
+def test_builtin_head_au_components(head):
+    m = head
     au = torch.zeros(1, 27); au[0, AU_NAMES.index('AU12')] = 0.6; au[0, AU_NAMES.index('AU26')] = 1.0
     w = au_to_expression(au, m)[0]
     names = list(m.expression_names)

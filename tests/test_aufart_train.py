@@ -78,12 +78,25 @@ def test_metrics_references():
 def test_expression_vertex_error(tmp_path):
     cfg = tiny_cfg(tmp_path)
     model, _ = build(cfg)
+    assert model.units == 'm' and abs(model.n_vertices - cfg.n_vertices) < 100
     shape = torch.zeros(2, model.n_shape)
-    e = torch.zeros(2, 27); e[:, 9] = 1.0
+    k = model.expression_names.index('AU12')
+    e = torch.zeros(2, model.n_expression); e[:, k] = 1.0
     assert expression_vertex_error(model, shape, e, e)['all'] == 0
-    # closed form: a linear model moves vertex v by exprdirs[v] * w: mean norm in mm
-    d = model.exprdirs[:, :, 9].norm(dim=-1).mean() * 1000
-    assert expression_vertex_error(model, shape, e, torch.zeros_like(e))['all'] == pytest.approx(float(d), rel=1e-5)
+    # closed form: a linear model moves vertex v by exprdirs[v] * w: mean norm in mm, over all vertices and per region
+    n = model.exprdirs[:, :, k].double().norm(dim=-1) * 1000
+    res = expression_vertex_error(model, shape, e, torch.zeros_like(e))
+    assert res['all'] == pytest.approx(float(n.mean()), rel=1e-5)
+    assert set(res) == {'all', *model.regions}
+    for r, idx in model.regions.items(): assert res[r] == pytest.approx(float(n[idx].mean()), rel=1e-5, abs=1e-4), r   # float32 meshes: 0.1 µm
+    assert res['mouth'] > res['all'] > res['scalp']           # a smile moves the mouth, not the scalp
+
+def test_load_target_model(tmp_path):
+    from facebench.aufart.train import load_target_model
+    m = load_target_model('builtin', n_vertices=600)
+    assert 500 < m.n_vertices < 700 and m.expression_names[:3] == ['AU1', 'AU2', 'AU4']
+    with pytest.raises(FileNotFoundError, match="no such file or folder"): load_target_model('toy')   # the toy head is gone
+    with pytest.raises(InputError, match="only to the 'builtin' model"): load_target_model(str(tmp_path / 'x.npz'), n_vertices=600)
 
 def test_cli_parses_to_config(tmp_path):
     import argparse

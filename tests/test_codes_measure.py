@@ -10,7 +10,7 @@ from facebench.models.builtin import builtin_head
 from facebench.codes.data import CODE_CONTROLS, synthetic_set, expressible_classes, recipe_vector, control_matrix
 from facebench.codes.pca import fit_joint_pca, fit_split_pca
 from facebench.codes.measure import (MEASURES, MeasureConfig, codes_explorer, measure_codes, probe_accuracy, probe_r2,
-                                     region_errors, roughness, sweep_codes, sweep_meshes, vertex_errors)
+                                     roughness, sweep_codes, sweep_meshes)
 
 
 N_CLASSES, N_EXP = 14, 19
@@ -47,12 +47,7 @@ def test_probe_accuracy_separable_and_random():
     assert probe_accuracy(noise[:150], y[:150], noise[150:], y[150:]) < 0.55
 
 
-def test_errors_and_roughness_analytic():
-    p = torch.zeros(2, 4, 3, dtype=torch.float64); t = p.clone(); t[..., 2] = torch.arange(4.0)
-    e = vertex_errors(p, t)
-    assert torch.equal(e, torch.arange(4.0, dtype=torch.float64).expand(2, 4))
-    r = region_errors(e, {'a': torch.tensor([0, 1]), 'b': torch.tensor([3])})
-    assert r == {'all': 1.5, 'a': 0.5, 'b': 3.0}
+def test_roughness_analytic():
     line = torch.arange(6.0)[:, None, None] * torch.ones(1, 2, 3)
     assert roughness(line) == 0.0
     quad = (torch.arange(6.0) ** 2)[:, None, None] * torch.ones(1, 1, 1)
@@ -87,6 +82,21 @@ def test_table_on_exact_linear_set(exact):
     assert t.info['pairs'] == 60
 
 
+def test_region_table_matches_numpy(exact):
+    "Reconstruction errors of a truncated code, overall and per region, against numpy; empty regions are left out."
+    ds, train, test = exact
+    c = fit_split_pca(train, 2, 4)                                # truncated: errors are not zero
+    test = test.subset(torch.arange(len(test)))
+    test.regions = {**test.regions, 'nothing': torch.zeros(0, dtype=torch.long)}
+    t = measure_codes({'x': c}, train, test, MeasureConfig(n_pairs=4, probe_steps=2, sweep_identities=0))
+    d = np.linalg.norm(c.reconstruct(test.vertices).numpy() - test.vertices.numpy(), axis=2)   # (N,V) mm
+    assert d.mean() > 0.01
+    want = {'all': d.mean(), **{k: d[:, np.asarray(i)].mean() for k, i in test.regions.items() if len(i)}}
+    assert set(t.regions['x']) == set(want) and 'nothing' not in t.regions['x']
+    for k, v in want.items(): assert t.regions['x'][k] == pytest.approx(float(v), rel=1e-12), k
+    assert t.rows['x']['rec'] == t.regions['x']['all']
+
+
 def test_measure_errors(exact):
     ds, train, test = exact
     with pytest.raises(InputError, match='same total dimension'):
@@ -109,7 +119,7 @@ def test_explorer_headless(exact):
     np.testing.assert_allclose(xyz(meshes()[0]), gt[0].numpy(), atol=1e-9)
     c = codecs['PCA-split']
     np.testing.assert_allclose(xyz(meshes()[1]), c.reconstruct(gt)[0].numpy(), atol=1e-8)
-    np.testing.assert_allclose(meshes()[1].intensity, vertex_errors(c.reconstruct(gt), gt)[0].numpy(), atol=1e-8)
+    np.testing.assert_allclose(meshes()[1].intensity, np.linalg.norm(c.reconstruct(gt)[0].numpy() - gt[0].numpy(), axis=1), atol=1e-8)
     # a direction slider moves z_exp by value x std along the code's principal direction
     ui.sliders[('PCA-split', 0)].value = 1.0
     moved = xyz(meshes()[1]) - c.reconstruct(gt)[0].numpy()

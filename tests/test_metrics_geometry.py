@@ -37,7 +37,7 @@ def trimesh_brute(points, v, f):
         out.append(np.linalg.norm(q - p, axis=1).min())
     return np.array(out)
 
-@pytest.mark.parametrize('method', ['kdtree', 'brute'])
+@pytest.mark.parametrize('method', ['grid', 'kdtree', 'brute'])
 def test_point_to_surface_matches_trimesh_triangle_kernel(method):
     v, f = bumpy_sphere()
     g = torch.Generator().manual_seed(1)
@@ -87,6 +87,75 @@ def test_point_to_surface_far_points_degenerate_faces_batch_float32_and_grad():
     dd, q, _ = point_to_surface(p, v, f)
     dd.sum().backward()
     torch.testing.assert_close(p.grad, (pts[:5] - q.detach()) / dd.detach()[:, None])
+
+METHODS = ('grid', 'kdtree', 'brute')
+
+@pytest.mark.parametrize('scale', [0.0, 1e-4, 0.01, 0.05, 0.3, 5.0])
+def test_point_to_surface_every_method_at_every_distance(scale):
+    "From points on the vertices (scale 0) to points far outside: each method equals trimesh's kernel over all faces."
+    v, f = bumpy_sphere(7, 16, 32)
+    g = torch.Generator().manual_seed(3)
+    pts = v[torch.randint(0, v.shape[0], (200,), generator=g)] + scale * torch.randn(200, 3, generator=g, dtype=torch.float64)
+    ref = trimesh_brute(pts, v, f)
+    for method in METHODS:
+        np.testing.assert_allclose(point_to_surface(pts, v, f, method=method).distances.numpy(), ref, rtol=0, atol=1e-12)
+
+def soup(n=1500, seed=0):
+    "Well-shaped triangles with random orientations, sizes over three decades, in the unit cube, plus two huge ones."
+    from scipy.spatial.transform import Rotation
+    g = np.random.default_rng(seed)
+    base = np.array([[0., 0, 0], [1, 0, 0], [0.4, 0.8, 0]]) - [0.47, 0.27, 0]
+    size = 10 ** g.uniform(-3, -0.5, n)
+    tri = np.einsum('nij,kj->nki', Rotation.random(n, random_state=seed).as_matrix(), base) * size[:, None, None]
+    tri = tri + g.uniform(0, 1, (n, 1, 3))
+    huge = np.array([[[-5., -5, 0.5], [5, -5, 0.5], [0, 5, 0.5]], [[0.5, -5, -5], [0.5, 5, -5], [0.5, 0, 5]]])
+    tri = np.concatenate([tri, huge])
+    return torch.from_numpy(tri.reshape(-1, 3)), torch.arange(3 * len(tri)).reshape(-1, 3)
+
+def test_point_to_surface_dense_queries_on_a_soup_of_sizes():
+    "Many points near small and large faces (the grid's main path, with faces much larger than its cells) vs trimesh."
+    from facebench.metrics.geometry import _face_index, _grid_faces, _grid_levels
+    v, f = soup()
+    g = torch.Generator().manual_seed(5)
+    tri = v[f]
+    near = tri.mean(1)[torch.randint(0, len(f), (3000,), generator=g)]
+    pts = torch.cat([near + 0.002 * torch.randn(3000, 3, generator=g, dtype=torch.float64),
+                     torch.rand(500, 3, generator=g, dtype=torch.float64)])
+    d = point_to_surface(pts, v, f).distances.numpy()
+    sub = np.r_[0:400, 3000:3100]                                # trimesh's per-face loop is slow: check a subset
+    np.testing.assert_allclose(d[sub], trimesh_brute(pts[sub], v, f), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(d, point_to_surface(pts, v, f, method='brute').distances.numpy(), rtol=0, atol=1e-12)
+    # the grid's certificate settles nearly all of these points on its first level (no silent fallback)
+    I = _face_index(tri.numpy()); lv = _grid_levels(pts.numpy(), I)
+    assert 0.9 < _grid_faces(pts.numpy(), I, *lv[0])[1].mean()
+
+def test_point_to_surface_zero_area_faces_count_through_their_edges():
+    "Collinear and single-point faces: the distance is to their segment / point (analytic), for every method."
+    v, f = plane(6, 1.0)                                         # z = 0
+    n = v.shape[0]
+    extra = torch.tensor([[0., 0, 1], [0, 0, 2], [0, 0, 1.5], [0.3, 0.3, 0.7]], dtype=torch.float64)
+    v2 = torch.cat([v, extra]); f2 = torch.cat([f, torch.tensor([[n, n + 1, n + 2], [n + 3, n + 3, n + 3]])])
+    pts = torch.tensor([[0.1, 0, 1.6], [0, 0, 2.5], [0.3, 0.3, 0.9], [0.2, 0.1, 0.3]], dtype=torch.float64)
+    expect = torch.tensor([0.1, 0.5, 0.2, 0.3], dtype=torch.float64)
+    for method in METHODS:
+        d, q, fi = point_to_surface(pts, v2, f2, method=method)
+        torch.testing.assert_close(d, expect, rtol=0, atol=1e-12)
+        assert fi[:3].tolist() == [len(f), len(f), len(f) + 1]
+        torch.testing.assert_close((pts - q).norm(dim=-1), d, rtol=0, atol=1e-12)
+
+@pytest.mark.parametrize('method', ['grid', 'brute'])
+def test_point_to_surface_gradients_match_finite_differences(method):
+    "Distances are differentiable in points and vertices (recomputed on the winning face): gradcheck in float64."
+    v, f = bumpy_sphere(2, 8, 16)
+    g = torch.Generator().manual_seed(6)
+    pts = (v[torch.randint(0, v.shape[0], (30,), generator=g)] * 1.05 + 0.01 * torch.randn(30, 3, generator=g, dtype=torch.float64))
+    fn = lambda p, w: point_to_surface(p, w, f, method=method).distances
+    assert torch.autograd.gradcheck(fn, (pts.clone().requires_grad_(True), v.clone().requires_grad_(True)), eps=1e-7, atol=1e-6)
+    # with and without gradients the same answers
+    p = pts.clone().requires_grad_(True)
+    a, b = point_to_surface(p, v, f, method=method), point_to_surface(pts, v, f, method=method)
+    torch.testing.assert_close(a.distances.detach(), b.distances, rtol=0, atol=1e-14)
+    torch.testing.assert_close(a.closest.detach(), b.closest, rtol=0, atol=1e-14)
 
 def test_point_to_surface_errors():
     v, f = bumpy_sphere()

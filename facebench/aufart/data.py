@@ -12,124 +12,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from ..core import InputError, check_tensor
-from ..models.base import ModelData, MorphableModel, Params, REGION_NAMES
+from ..models.base import MorphableModel, Params, REGION_NAMES
 from ..render.cameras import OrthographicCamera
-from ..render.raster import sphere_mesh
 from ..render.render import render, rasterize_uv, region_labels
 from .nets import AU_NAMES, N_AU
 
 # %% auto #0
-__all__ = ['TOY_AU_FIELDS', 'SKIN_TONES', 'IMAGE_SUFFIXES', 'toy_au_head', 'au_expression_map', 'au_to_expression', 'sample_aus',
-           'au_envelope', 'au_sequence', 'texel_regions', 'procedural_albedo', 'SyntheticConfig', 'SyntheticBatch',
-           'default_camera', 'render_faces', 'random_light', 'random_background', 'synthetic_batch',
-           'synthetic_sequences', 'ImageFolderDataset']
+__all__ = ['SKIN_TONES', 'IMAGE_SUFFIXES', 'au_expression_map', 'au_to_expression', 'sample_aus', 'au_envelope', 'au_sequence',
+           'texel_regions', 'procedural_albedo', 'SyntheticConfig', 'SyntheticBatch', 'default_camera', 'render_faces',
+           'random_light', 'random_background', 'synthetic_batch', 'synthetic_sequences', 'ImageFolderDataset']
 
-# %% ../../nbs/50_aufart_data.ipynb #f2e9ee68
-def _ibug68_template() -> np.ndarray:
-    "Schematic frontal iBUG-68 layout (68,2) on the unit sphere's front (x right in the image, y up)."
-    P = np.zeros((68, 2))
-    t = np.linspace(0, 1, 17)
-    P[:17] = np.stack([-0.72 * np.cos(np.pi * t), 0.15 - 0.95 * np.sin(np.pi * t)], 1)           # jaw line
-    bx = np.linspace(-0.55, -0.12, 5)
-    P[17:22] = np.stack([bx, 0.36 + 0.07 * np.sin(np.pi * np.linspace(0, 1, 5))], 1)              # right brow
-    P[22:27] = np.stack([-bx[::-1], P[17:22, 1][::-1]], 1)                                          # left brow
-    P[27:31] = np.stack([np.zeros(4), np.linspace(0.25, -0.1, 4)], 1)                               # nose bridge
-    P[31:36] = np.stack([np.linspace(-0.16, 0.16, 5), [-0.2, -0.225, -0.24, -0.225, -0.2]], 1)      # nostrils
-    a = np.deg2rad([180, 120, 60, 0, -60, -120])
-    for i0, cx in ((36, -0.3), (42, 0.3)):
-        P[i0:i0 + 6] = np.stack([cx + 0.13 * np.cos(a), 0.22 + 0.05 * np.sin(a)], 1)              # eyes
-    a = np.deg2rad(180 - 30 * np.arange(12))
-    P[48:60] = np.stack([0.27 * np.cos(a), -0.45 + 0.12 * np.sin(a)], 1)                           # outer lips
-    a = np.deg2rad(180 - 45 * np.arange(8))
-    P[60:68] = np.stack([0.18 * np.cos(a), -0.45 + 0.03 * np.sin(a)], 1)                           # inner lips
-    return P
-
-#: AU -> ((landmark ids whose mean is the centre, direction (x,y,z), amplitude, sigma), ...) on the unit head
-TOY_AU_FIELDS = {
-    'AU1': (((21,), (0, 1, 0), .06, .1), ((22,), (0, 1, 0), .06, .1)),
-    'AU2': (((17,), (0, 1, 0), .06, .1), ((26,), (0, 1, 0), .06, .1)),
-    'AU4': (((20, 21), (.6, -1, 0), .05, .1), ((22, 23), (-.6, -1, 0), .05, .1)),
-    'AU5': (((37, 38), (0, 1, 0), .03, .06), ((43, 44), (0, 1, 0), .03, .06)),
-    'AU6': (((41, 48), (0, 1, .3), .05, .12), ((46, 54), (0, 1, .3), .05, .12)),
-    'AU7': (((40, 41), (0, 1, 0), .025, .06), ((46, 47), (0, 1, 0), .025, .06)),
-    'AU9': (((28, 29), (0, .6, -.4), .05, .08),),
-    'AU10': (((50, 51, 52), (0, 1, 0), .05, .08),),
-    'AU11': (((31, 48), (0, 0, -1), .04, .08), ((35, 54), (0, 0, -1), .04, .08)),
-    'AU12': (((48,), (-.7, .7, 0), .07, .09), ((54,), (.7, .7, 0), .07, .09)),
-    'AU13': (((48,), (-.3, 1, 0), .05, .07), ((54,), (.3, 1, 0), .05, .07)),
-    'AU14': (((48,), (.2, 0, -1), .05, .08), ((54,), (-.2, 0, -1), .05, .08)),
-    'AU15': (((48,), (0, -1, 0), .06, .08), ((54,), (0, -1, 0), .06, .08)),
-    'AU16': (((56, 57, 58), (0, -1, .3), .05, .08),),
-    'AU17': (((8, 57), (0, 1, .4), .06, .12),),
-    'AU18': (((48,), (1, 0, .5), .06, .08), ((54,), (-1, 0, .5), .06, .08)),
-    'AU19': (((66,), (0, -.5, 1), .04, .06),),
-    'AU20': (((48,), (-1, -.3, 0), .07, .09), ((54,), (1, -.3, 0), .07, .09)),
-    'AU22': (((51, 57), (0, 0, 1), .06, .1),),
-    'AU23': (((62,), (0, -1, 0), .02, .05), ((66,), (0, 1, 0), .02, .05)),
-    'AU24': (((51,), (0, -.5, -.5), .04, .07), ((57,), (0, .5, -.5), .04, .07)),
-    'AU25': (((66,), (0, -1, 0), .05, .05),),
-    'AU26': (((7, 8, 9), (0, -1, -.2), .12, .2), ((66,), (0, -1, 0), .05, .06)),
-    'AU27': (((57,), (0, -1, 0), .12, .12), ((48,), (1, 0, 0), .04, .07), ((54,), (-1, 0, 0), .04, .07)),
-    'AU32': (((57,), (0, 1, -1), .04, .07),),
-    'AU38': (((31,), (-1, 0, 0), .03, .05), ((35,), (1, 0, 0), .03, .05)),
-    'AU39': (((31,), (1, 0, 0), .03, .05), ((35,), (-1, 0, 0), .03, .05)),
-}
-
-def _gauss(p, c, sigma):  # (V,3), (3,) -> (V,)
-    return np.exp(-((p - c) ** 2).sum(-1) / (2 * sigma ** 2))
-
-def toy_au_head(n_lat: int = 28, n_lon: int = 36,
-                radii: tuple = (0.075, 0.1, 0.09),   # half width, height, depth in metres
-                amp_scale: float = 2.0,              # scales the AU displacements of `TOY_AU_FIELDS` (2: ~1 cm lip-corner pull)
-               ) -> ModelData:
-    "A small procedural head with 27 AU-named blendshapes, 8 identity modes, 68 landmarks, UVs and regions."
-    v, f = sphere_mesh(n_lat, n_lon, dtype=torch.float64)
-    p, faces = v.numpy(), f.numpy().astype(np.int64)
-    nose_c = np.array([0, -0.08, 1.0])
-    p = p + np.array([0, 0, 0.28])[None] * _gauss(p, nose_c, 0.13)[:, None]          # a nose
-    front = p[:, 2] > 0
-    L2 = _ibug68_template()
-    d = ((p[None, :, :2] - L2[:, None]) ** 2).sum(-1) + 10 * (~front)[None]
-    lmk_v = d.argmin(1)                                                                  # nearest front vertex
-    # a face that contains the vertex, barycentric one-hot on it
-    first = {}
-    for fi, tri in enumerate(faces):
-        for k, vi in enumerate(tri): first.setdefault(int(vi), (fi, k))
-    lmk_faces = np.array([first[int(i)][0] for i in lmk_v]); lmk_bary = np.zeros((68, 3))
-    lmk_bary[np.arange(68), [first[int(i)][1] for i in lmk_v]] = 1.0
-    P3 = p[lmk_v]
-    E = np.zeros((len(p), 3, N_AU))
-    for j, au in enumerate(AU_NAMES):
-        for ids, direc, amp, sig in TOY_AU_FIELDS[au]:
-            c = P3[list(ids)].mean(0)
-            dv = np.asarray(direc, float); dv = dv / np.linalg.norm(dv)
-            E[:, :, j] += amp_scale * amp * dv[None] * _gauss(p, c, sig)[:, None]
-    x, y, z = p[:, 0], p[:, 1], p[:, 2]
-    g = lambda c, s: _gauss(p, np.asarray(c, float), s)
-    zero = np.zeros_like(x)
-    S = np.stack([np.stack([x, zero, zero], 1), np.stack([zero, y, zero], 1), np.stack([zero, zero, z], 1),
-                  np.stack([zero, zero, z * y], 1), np.stack([zero, zero, g(nose_c, .13)], 1),
-                  np.stack([zero, -g((0, -.8, .6), .25), .5 * g((0, -.8, .6), .25)], 1),
-                  np.stack([x * g((0, -.2, .9), .35), zero, zero], 1), np.stack([zero, zero, z * np.maximum(y, 0)], 1)], 2) * 0.06
-    R = np.asarray(radii, float)
-    reg = lambda m: np.nonzero(m)[0]
-    near = lambda ids, r: (((p[:, :2] - L2[list(ids)].mean(0)) ** 2).sum(-1) < r ** 2) & front
-    regions = {'face': reg((z > 0.35) & (y < 0.55)), 'eyes': reg(near(range(36, 42), .17) | near(range(42, 48), .17)),
-               'nose': reg((np.abs(x) < .18) & (y > -.26) & (y < .28) & front),
-               'mouth': reg(((x / .33) ** 2 + ((y + .45) / .18) ** 2 < 1) & front),
-               'ears': reg((np.abs(x) > .9) & (np.abs(y) < .3)), 'neck': reg(y < -.85),
-               'scalp': reg((y > .55) | ((z < -.2) & (y > -.6)))}
-    # planar projections: front faces on the left half of the UV square, back faces on the right half
-    uv1 = np.stack([(v[:, 0].numpy() + 1) / 4, (v[:, 1].numpy() + 1) / 2], 1)
-    uv = np.concatenate([uv1, uv1 + np.array([0.5, 0.0])])
-    back = v.numpy()[faces].mean(1)[:, 2] < 0
-    faces_uv = faces + len(p) * back[:, None]
-    return ModelData(name='toy-au-head', v_template=p * R, faces=faces, shapedirs=S * R[None, :, None],
-                     exprdirs=E * R[None, :, None], landmark_faces=lmk_faces, landmark_bary=lmk_bary, uv=uv,
-                     faces_uv=faces_uv, regions=regions, expression_names=list(AU_NAMES), expression_kind='blendshape',
-                     units='m', source='facebench.aufart.data.toy_au_head').validate()
-
-# %% ../../nbs/50_aufart_data.ipynb #252973a3
+# %% ../../nbs/50_aufart_data.ipynb #dae9877b
 _AU_RE = re.compile(r'AU0*(\d+)(?:_?([LR]))?$', re.IGNORECASE)
 
 def _au_component(name) -> str|None:
@@ -146,7 +39,7 @@ def au_expression_map(model,                   # MorphableModel (or anything wit
         raise InputError(f"model {getattr(model, 'name', '')!r} has no expression names, so AUs cannot be mapped to its components")
     comp = [_au_component(n) for n in names]
     M = torch.zeros(len(au_names), len(names), dtype=torch.float64)
-    if any(c is not None for c in comp):            # AU-named components (built-in head, toy head)
+    if any(c is not None for c in comp):            # AU-named components (built-in head)
         for i, au in enumerate(au_names):
             for e, c in enumerate(comp):
                 if c == au: M[i, e] = 1
@@ -158,7 +51,7 @@ def au_expression_map(model,                   # MorphableModel (or anything wit
                 if s in names: M[i, list(names).index(s)] = 1
         return M
     raise InputError(f"model {getattr(model, 'name', '')!r} has expression components {list(names)[:5]}..., neither AU-named "
-                     "nor ICT blendshapes (PCA expressions such as FLAME's have no AU meaning); use the built-in head, ICT or toy_au_head")
+                     "nor ICT blendshapes (PCA expressions such as FLAME's have no AU meaning); use the built-in head or ICT")
 
 def au_to_expression(au: Tensor,      # (B,n_AU) activations in [0,1]
                      model,
@@ -172,7 +65,7 @@ def au_to_expression(au: Tensor,      # (B,n_AU) activations in [0,1]
     M = au_expression_map(model, au_names).to(au)
     return (au[:, :, None] * M).amax(1)
 
-# %% ../../nbs/50_aufart_data.ipynb #4fb0bf03
+# %% ../../nbs/50_aufart_data.ipynb #0ffb83af
 def sample_aus(batch_size: int, p_active: float = 0.2, intensity_min: float = 0.3,
                generator: torch.Generator|None = None, n_au: int = N_AU) -> Tensor:  # (B,n_au) in [0,1]
     "Independent AU activations: 0 or uniform in [intensity_min, 1]."
@@ -207,7 +100,7 @@ def au_sequence(T: int, n_active: int = 3, generator: torch.Generator|None = Non
         out[:, j] = au_envelope(T, onset, apex, offset, end, 0.4 + 0.6 * float(r[4]))
     return out.float()
 
-# %% ../../nbs/50_aufart_data.ipynb #9df150c4
+# %% ../../nbs/50_aufart_data.ipynb #fcebe6a3
 SKIN_TONES = ((0.96, 0.80, 0.69), (0.90, 0.71, 0.56), (0.78, 0.57, 0.42), (0.62, 0.43, 0.30), (0.45, 0.30, 0.21), (0.30, 0.20, 0.14))
 
 def texel_regions(model, size: int) -> tuple:
@@ -240,7 +133,7 @@ def procedural_albedo(model, batch_size: int, size: int = 64, generator: torch.G
     paint('scalp', hair[torch.randint(4, (batch_size,), generator=generator)].to(lab.device))
     return tex.clamp(0, 1).float()
 
-# %% ../../nbs/50_aufart_data.ipynb #b492b534
+# %% ../../nbs/50_aufart_data.ipynb #53c38fc3
 @dataclass
 class SyntheticConfig:
     "How synthetic AU-labelled faces are drawn."
@@ -356,7 +249,7 @@ def synthetic_batch(model: MorphableModel, batch_size: int, cfg: SyntheticConfig
         out, r, img = render_faces(model, params, cam, sh, tex, bg, cfg.image_size)
     return SyntheticBatch(img, r.mask, au.to(**dt).clone(), params, cam, sh, tex, r.landmarks, r.landmarks_visible, out.vertices)
 
-# %% ../../nbs/50_aufart_data.ipynb #3a1eb50f
+# %% ../../nbs/50_aufart_data.ipynb #52f24129
 def synthetic_sequences(model: MorphableModel, n_seq: int, T: int, cfg: SyntheticConfig = SyntheticConfig(),
                         generator: torch.Generator|int|None = None, n_active: int = 3, labels: tuple|None = None) -> SyntheticBatch:
     "`n_seq` sequences of `T` frames with smooth AU trajectories; frames ordered sequence-major."
@@ -386,7 +279,7 @@ def synthetic_sequences(model: MorphableModel, n_seq: int, T: int, cfg: Syntheti
                                   r.landmarks, r.landmarks_visible, o.vertices))
     return SyntheticBatch.cat(out)
 
-# %% ../../nbs/50_aufart_data.ipynb #3d7719dc
+# %% ../../nbs/50_aufart_data.ipynb #4e66bfd7
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 
 def _read_landmarks(stem: Path) -> np.ndarray:

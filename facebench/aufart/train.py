@@ -15,7 +15,9 @@ from ..core import InputError, check_tensor
 from ..models.base import MorphableModel, Params
 from .nets import Aufart, AufartConfig, AUNet, load_opengraphau, load_deca_encoder, N_AU, HEAD_VARIANTS
 from .data import (SyntheticConfig, SyntheticBatch, synthetic_batch, synthetic_sequences, texel_regions,
-                                   toy_au_head, render_faces)
+                                   render_faces)
+from ..metrics.geometry import vertex_to_vertex, per_region, to_mm
+from ..metrics.image import nme
 from .losses import (AufartLossConfig, total_loss, photometric_loss, landmark_loss, au_consistency_loss,
                                      au_gated_landmark_loss, au_distance_loss, eye_distance_loss, lip_distance_loss,
                                      regularizer, expression_smoothness, au_trajectory_loss)
@@ -31,7 +33,8 @@ __all__ = ['AufartTrainConfig', 'load_target_model', 'make_datasets', 'sample_in
 class AufartTrainConfig:
     "Everything a training run needs (saved in every checkpoint)."
     out: str = 'aufart_run'          # output folder: checkpoints, log.csv, metrics.json
-    model: str = 'toy'               # 'toy', 'builtin', or a facebench model .npz / ICT compact npz / FLAME folder
+    model: str = 'builtin'           # 'builtin', or a facebench model .npz / ICT compact npz / FLAME folder
+    n_vertices: int = 1000           # vertex count of the built-in head (model='builtin' only; ~950 vertices for CPU runs)
     variant: str = 'paper'           # head: 'paper', 'code' or 'global' (baseline without AU features)
     tiny: bool = True                # tiny networks (CPU); False: ResNet-50 at 224 px
     image_size: int = 32
@@ -69,14 +72,16 @@ class AufartTrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self); d['loss'] = asdict(self.loss); return d
 
-def load_target_model(spec: str, dtype=torch.float32, device=None) -> MorphableModel:
-    "The morphable model named by `spec`: 'toy', 'builtin', or a path (facebench .npz, ICT compact npz, FLAME file/folder)."
-    if spec == 'toy': return MorphableModel(toy_au_head(), dtype=dtype, device=device)
+def load_target_model(spec: str, dtype=torch.float32, device=None,
+                      n_vertices: int|None = None,   # vertex count of the built-in head (None: its default); only for 'builtin'
+                     ) -> MorphableModel:
+    "The morphable model named by `spec`: 'builtin', or a path (facebench .npz, ICT compact npz, FLAME file/folder)."
     if spec == 'builtin':
         from facebench.models.builtin import builtin_head
-        return builtin_head(dtype=dtype, device=device)
+        return builtin_head(**({} if n_vertices is None else dict(n_vertices=n_vertices)), dtype=dtype, device=device)
+    if n_vertices is not None: raise InputError(f"n_vertices={n_vertices} applies only to the 'builtin' model, not to {spec!r}")
     p = Path(spec)
-    if not p.exists(): raise FileNotFoundError(f"model {spec!r}: no such file or folder (or use 'toy' / 'builtin')")
+    if not p.exists(): raise FileNotFoundError(f"model {spec!r}: no such file or folder (or use 'builtin')")
     if p.suffix == '.npz':
         with np.load(p, allow_pickle=False) as z: keys = set(z.files)
         if 'format' in keys:
@@ -164,17 +169,13 @@ def aufart_step(net: Aufart, model: MorphableModel, batch: SyntheticBatch, cfg: 
                       au_r if au_r is not None else out.au.new_zeros(out.au.shape))
 
 # %% ../../nbs/53_aufart_train.ipynb #10b237ca
-def _mm(model): return {'m': 1000.0, 'cm': 10.0, 'mm': 1.0}.get(model.units, 1000.0)
-
 def expression_vertex_error(model: MorphableModel, shape: Tensor, expr_pred: Tensor, expr_gt: Tensor,
                             jaw_pred: Tensor|None = None, jaw_gt: Tensor|None = None) -> dict:
     "Mean per-vertex distance (mm) between the neutral-pose meshes with predicted and true expression: overall and per region."
     a = model(shape=shape, expression=expr_pred, jaw_pose=jaw_pred).vertices
     b = model(shape=shape, expression=expr_gt, jaw_pose=jaw_gt).vertices
-    d = (a - b).norm(dim=-1) * _mm(model)                                            # (B,V)
-    res = {'all': float(d.mean())}
-    for k, idx in model.regions.items(): res[k] = float(d[:, idx].mean()) if idx.numel() else float('nan')
-    return res
+    d = vertex_to_vertex(to_mm(a, model.units, check=False), to_mm(b, model.units, check=False))   # (B,V) mm
+    return per_region(d, model.regions)                                              # 'all' and each region (nan if empty)
 
 def f1_per_au(pred: Tensor, target: Tensor, threshold: float = 0.5) -> Tensor:  # (B,A),(B,A) -> (A,) F1 (nan when undefined)
     p, t = pred >= threshold, target >= threshold
@@ -202,11 +203,10 @@ def evaluate(net: Aufart, model: MorphableModel, data: SyntheticBatch, cfg: Aufa
     ev = expression_vertex_error(model, data.params.shape, expr, data.params.expression, jaw_p, jaw_g)
     ev0 = expression_vertex_error(model, data.params.shape, torch.zeros_like(expr), data.params.expression,
                                   None if jaw_g is None else torch.zeros_like(jaw_g), jaw_g)
-    iod = (data.landmarks[:, 36] - data.landmarks[:, 45]).norm(dim=-1)
-    nme = float(((lm - data.landmarks).norm(dim=-1).mean(1) / iod).mean())
+    lmk_nme = float(nme(lm, data.landmarks, 'inter_ocular').mean())
     f1 = f1_per_au(au_r[:, :N_AU], au_i[:, :N_AU])
     return dict(expr_vertex_mm=ev['all'], expr_vertex_mm_regions={k: v for k, v in ev.items() if k != 'all'},
-                zero_expr_vertex_mm=ev0['all'], landmark_nme=nme, au_f1=f1.tolist(),
+                zero_expr_vertex_mm=ev0['all'], landmark_nme=lmk_nme, au_f1=f1.tolist(),
                 au_f1_mean=float(f1[~f1.isnan()].mean()) if (~f1.isnan()).any() else float('nan'),
                 au_pearson=pearson(au_r[:, :N_AU], au_i[:, :N_AU]))
 
@@ -223,7 +223,7 @@ def temporal_jitter(net: Aufart, model: MorphableModel, seqs: SyntheticBatch, se
     vg = model(shape=seqs.params.shape, expression=seqs.params.expression, jaw_pose=jaw_g).vertices
     n = len(seqs) // seq_len
     dp, dg = vp.view(n, seq_len, -1, 3).diff(dim=1), vg.view(n, seq_len, -1, 3).diff(dim=1)
-    return float((dp - dg).norm(dim=-1).mean()) * _mm(model)
+    return float(to_mm((dp - dg).norm(dim=-1).mean(), model.units, check=False))
 
 # %% ../../nbs/53_aufart_train.ipynb #416b3b6c
 def pretrain_au_net(au_net: AUNet, data: SyntheticBatch, steps: int, lr: float = 1e-3, batch_size: int = 16,
@@ -269,7 +269,7 @@ def build(cfg: AufartTrainConfig) -> tuple:
     "(model, net) for `cfg`, with the checkpoints of the config loaded."
     dev = _set_device(cfg)
     torch.manual_seed(cfg.seed)
-    model = load_target_model(cfg.model, device=dev)
+    model = load_target_model(cfg.model, device=dev, n_vertices=cfg.n_vertices if cfg.model == 'builtin' else None)
     net = Aufart(AufartConfig.for_model(model, cfg.variant, tiny=cfg.tiny, image_size=cfg.image_size)).to(dev)
     if cfg.au_checkpoint: load_opengraphau(net.au_net, cfg.au_checkpoint)
     if cfg.deca_checkpoint: load_deca_encoder(net.encoder, cfg.deca_checkpoint)
@@ -335,10 +335,11 @@ def add_aufart_parser(subparsers) -> argparse.ArgumentParser:
     t = sub.add_parser('train', help='train the AUFART head on synthetic AU-labelled renders')
     d = AufartTrainConfig()
     t.add_argument('--out', required=True, help='output folder (checkpoints, log.csv, metrics.json)')
-    t.add_argument('--model', default=d.model, help="'toy', 'builtin' or a model file/folder")
+    t.add_argument('--model', default=d.model, help="'builtin' or a model file/folder")
     t.add_argument('--variant', default=d.variant, choices=list(HEAD_VARIANTS))
     t.add_argument('--full', action='store_true', help='ResNet-50 networks at 224 px instead of the tiny preset')
-    for name in ('image_size', 'n_train', 'n_val', 'K', 'seq_len', 'steps', 'batch_size', 'pretrain_au_steps', 'seed', 'ckpt_every', 'log_every'):
+    for name in ('n_vertices', 'image_size', 'n_train', 'n_val', 'K', 'seq_len', 'steps', 'batch_size', 'pretrain_au_steps', 'seed',
+                 'ckpt_every', 'log_every'):
         t.add_argument('--' + name.replace('_', '-'), type=int, default=getattr(d, name))
     t.add_argument('--lr', type=float, default=d.lr)
     t.add_argument('--loss-preset', default='selfsupervised', choices=['selfsupervised', 'code'],
@@ -352,7 +353,7 @@ def add_aufart_parser(subparsers) -> argparse.ArgumentParser:
 def config_from_args(args) -> AufartTrainConfig:
     loss = AufartLossConfig() if args.loss_preset == 'code' else AufartLossConfig.selfsupervised()
     loss.temporal_expression = loss.temporal_au = args.temporal
-    kw = {n: getattr(args, n) for n in ('out', 'model', 'variant', 'image_size', 'n_train', 'n_val', 'K', 'seq_len', 'steps',
+    kw = {n: getattr(args, n) for n in ('out', 'model', 'n_vertices', 'variant', 'image_size', 'n_train', 'n_val', 'K', 'seq_len', 'steps',
                                         'batch_size', 'pretrain_au_steps', 'seed', 'ckpt_every', 'log_every', 'lr',
                                         'frozen_source', 'au_checkpoint', 'deca_checkpoint', 'device')}
     image_size = 224 if args.full and args.image_size == AufartTrainConfig.image_size else args.image_size

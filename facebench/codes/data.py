@@ -13,6 +13,7 @@ from torch import Tensor
 from ..core import InputError, check_tensor
 from ..models.base import MorphableModel
 from ..models.ict import AU_TO_ICT_EXTENDED
+from ..metrics.geometry import UNIT_TO_MM
 
 # %% auto #0
 __all__ = ['FACESCAPE_EXPRESSIONS', 'FACESCAPE_N_VERTICES', 'FACESCAPE_HINT', 'CODE_CONTROLS', 'EXPRESSION_RECIPES',
@@ -109,8 +110,6 @@ def expressible_classes(model: MorphableModel) -> list:   # sorted FaceScape cla
     return [c for c in range(len(FACESCAPE_EXPRESSIONS)) if c == 0 or bool(M[T[c] != 0].abs().sum() > 0)]
 
 # %% ../../nbs/40_codes_data.ipynb #644ad6f5
-_UNIT_MM = {'mm': 1.0, 'cm': 10.0, 'm': 1000.0}
-
 @dataclass
 class CodeDataset:
     "Registered meshes with identity, expression class, AU vector and the ground-truth neutral of each identity."
@@ -213,7 +212,7 @@ def _blend(model: MorphableModel, ids, shape, scale, weights) -> Tensor:
     if ids is not None: T, S, E = T[ids], S[ids], E[ids]
     v = T + torch.einsum('vcs,bs->bvc', S, shape.to(**kw)) + torch.einsum('vce,be->bvc', E, weights.to(**kw))
     v = c + scale.to(**kw)[:, None, None] * (v - c)
-    return v * _UNIT_MM[model.units]
+    return v * UNIT_TO_MM[model.units]
 
 # %% ../../nbs/40_codes_data.ipynb #b0c4a916
 def farthest_points(points: Tensor,  # (V,3)

@@ -14,11 +14,11 @@ from ..core import InputError, check_tensor
 from .data import (CodeDataset, FACESCAPE_EXPRESSIONS, CODE_CONTROLS, control_matrix, recipe_vector,
                                   expression_index)
 from .pca import Codec, Codes
+from ..metrics.geometry import vertex_to_vertex, per_region
 
 # %% auto #0
-__all__ = ['MEASURES', 'MeasureConfig', 'probe_accuracy', 'probe_r2', 'vertex_errors', 'region_errors', 'sweep_meshes',
-           'sweep_codes', 'roughness', 'CodeMeasures', 'measure_codes', 'intensity_sweep_figure', 'class_codes',
-           'expression_type_figure', 'codes_explorer']
+__all__ = ['MEASURES', 'MeasureConfig', 'probe_accuracy', 'probe_r2', 'sweep_meshes', 'sweep_codes', 'roughness', 'CodeMeasures',
+           'measure_codes', 'intensity_sweep_figure', 'class_codes', 'expression_type_figure', 'codes_explorer']
 
 # %% ../../nbs/43_codes_measure.ipynb #535fb6cf
 @dataclass
@@ -77,19 +77,6 @@ def probe_r2(z_train: Tensor, y_train: Tensor,   # (N,K) codes, (N,C) targets
     return float((1 - ((y - p) ** 2).sum(0)[keep] / ss_tot[keep]).mean())
 
 # %% ../../nbs/43_codes_measure.ipynb #7562d585
-def vertex_errors(pred: Tensor, target: Tensor) -> Tensor:   # (B,V,3), (B,V,3) -> (B,V) mm
-    "Per-vertex Euclidean distance (same units as the meshes: mm in `facebench.codes`)."
-    return (pred.double() - target.double()).norm(dim=2)
-
-def region_errors(err: Tensor,          # (B,V) per-vertex errors
-                  regions: dict,        # name -> vertex indices
-                 ) -> dict:             # 'all' and each region -> mean error
-    "Mean of per-vertex errors over all vertices and over each region."
-    out = {'all': float(err.mean())}
-    for k, idx in regions.items():
-        if len(idx): out[k] = float(err[:, idx.to(err.device)].mean())
-    return out
-
 def _halves(ds: CodeDataset, seed: int) -> tuple:
     "Two disjoint halves of the samples, each holding about half of every (identity, class) group."
     g = torch.Generator().manual_seed(seed)
@@ -204,11 +191,12 @@ def measure_codes(codecs: dict,          # name -> `Codec`, all fit on `train` a
         r = {}
         ct, cr = codec.encode(test.vertices), codec.encode(train.vertices)
         rec = codec.decode(ct.z_id, ct.z_exp)
-        regions[name] = region_errors(vertex_errors(rec, test.vertices), test.regions)
+        # per-vertex distances (mm) with facebench.metrics, in float64; regions with no vertex (a vertex subset) left out
+        regions[name] = per_region(vertex_to_vertex(rec.double(), test.vertices), {k: i for k, i in test.regions.items() if len(i)})
         r['rec'] = regions[name]['all']
         if gt_swap is not None:
             pred = codec.decode(ct.z_id[a], ct.z_exp[b])
-            r['transfer'] = float(vertex_errors(pred, gt_swap).mean())
+            r['transfer'] = float(vertex_to_vertex(pred.double(), gt_swap).mean())
         r['id_zid'] = probe_accuracy(ct.z_id[h1], test.identity[h1], ct.z_id[h2], test.identity[h2], cfg)
         r['id_zexp'] = probe_accuracy(ct.z_exp[h1], test.identity[h1], ct.z_exp[h2], test.identity[h2], cfg)
         r['cls_zexp'] = probe_accuracy(cr.z_exp, train.expression, ct.z_exp, test.expression, cfg)
@@ -219,7 +207,7 @@ def measure_codes(codecs: dict,          # name -> `Codec`, all fit on `train` a
             for seq in sweeps.values():
                 full = seq[list(cfg.sweep).index(1.0)] if 1.0 in cfg.sweep else seq[-1]
                 pred = sweep_codes(codec, seq[0], full, cfg.sweep)
-                errs.append(float(vertex_errors(pred, seq).mean())); rough.append(roughness(pred))
+                errs.append(float(vertex_to_vertex(pred.double(), seq).mean())); rough.append(roughness(pred))
             r['sweep'], r['rough'] = float(np.mean(errs)), float(np.mean(rough))
         rows[name] = r
     info = dict(train=len(train), test=len(test), test_identities=n_test_ids, vertices=test.n_vertices,
@@ -341,7 +329,7 @@ def codes_explorer(codecs: dict,               # name -> Codec (fit on the same 
             shift = sum((sliders[(n, k)].value * sd[k] * d[k] for k in range(len(sd))), torch.zeros_like(d[0]))
             v = c.decode(z_id, z.z_exp + shift.to(z.z_exp)[None])[0]
             out[n] = v
-            out['err'][n] = vertex_errors(v[None], gt)[0]
+            out['err'][n] = vertex_to_vertex(v.double(), gt[0])
             out['mean'][n] = float(out['err'][n].mean())
         return out
 

@@ -179,108 +179,383 @@ class SurfaceDistance(NamedTuple):
     face_index: Tensor   # (...,N) long, the triangle holding the closest point
 
 def _face_table(tri):
-    "Per-face columns a, b-a, c-a (x,y,z each) and the Gram entries d00, d01, d11 of (F,3,3) corners (numpy or torch)."
-    a, ab, ac = tri[:, 0], tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
-    cols = [a[:, 0], a[:, 1], a[:, 2], ab[:, 0], ab[:, 1], ab[:, 2], ac[:, 0], ac[:, 1], ac[:, 2],
-            (ab * ab).sum(-1), (ab * ac).sum(-1), (ac * ac).sum(-1)]
-    return [c.copy() if isinstance(c, np.ndarray) else c.contiguous() for c in cols]
+    """Per-face columns for `_sqdist` from (F,3,3) corners (numpy or torch): a, b-a, c-a (x,y,z each), the Gram entries
+    d00, d01, d11 and the reciprocals 1/(d00 d11 - d01^2), 1/d00, 1/d11, 1/|c-b|^2 (0 where undefined); and a (F,)
+    mask of degenerate (zero-area) faces, whose `_sqdist` value is only an upper bound (see `_edge_sqdist`)."""
+    a, ab, ac, bc = tri[:, 0], tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], tri[:, 2] - tri[:, 1]
+    d00, d01, d11, dbc = (ab * ab).sum(-1), (ab * ac).sum(-1), (ac * ac).sum(-1), (bc * bc).sum(-1)
+    den = d00 * d11 - d01 * d01
+    ok = den > 1e-12 * (d00 * d11)
+    if isinstance(tri, np.ndarray): inv = lambda x, m: np.where(m, 1 / np.where(m, x, 1.), 0.)
+    else: inv = lambda x, m: torch.where(m, 1 / torch.where(m, x, torch.ones_like(x)), torch.zeros_like(x))
+    cols = [a[:, 0], a[:, 1], a[:, 2], ab[:, 0], ab[:, 1], ab[:, 2], ac[:, 0], ac[:, 1], ac[:, 2], d00, d01, d11,
+            inv(den, ok), inv(d00, d00 > 0), inv(d11, d11 > 0), inv(dbc, dbc > 0)]
+    return [c.copy() if isinstance(c, np.ndarray) else c.contiguous() for c in cols], ~ok
 
-def _sqdist(px, py, pz, T, where=np.where):
-    "Squared point-triangle distance from scalars only (Ericson's Voronoi-region test); works on numpy or torch arrays."
-    ax, ay, az, bx, by, bz, cx, cy, cz, d00, d01, d11 = T
+def _sqdist(px, py, pz, T, where=np.where, vw: bool = False):
+    """Squared point-triangle distance from scalars only (Ericson's Voronoi-region test), numpy or torch; with `vw`
+    also the barycentric weights (v, w) of the closest point a + v (b-a) + w (c-a). Exact for non-degenerate faces."""
+    ax, ay, az, bx, by, bz, cx, cy, cz, d00, d01, d11, iden, i00, i11, ibc = T
     apx, apy, apz = px - ax, py - ay, pz - az
     d1 = bx * apx + by * apy + bz * apz
     d2 = cx * apx + cy * apy + cz * apz
-    pp = apx * apx + apy * apy + apz * apz
     d3, d4, d5, d6 = d1 - d00, d2 - d01, d1 - d01, d2 - d11
     vc = d1 * d4 - d3 * d2; vb = d5 * d2 - d1 * d6; va = d3 * d6 - d5 * d4
-    den = va + vb + vc
-    v, w = vb / den, vc / den                                        # interior
+    v, w = vb * iden, vc * iden                                      # interior
     e43, e56 = d4 - d3, d5 - d6
-    m = (va <= 0) & (e43 >= 0) & (e56 >= 0); t = e43 / (e43 + e56)  # edge bc
+    m = (va <= 0) & (e43 >= 0) & (e56 >= 0); t = e43 * ibc          # edge bc
     v, w = where(m, 1 - t, v), where(m, t, w)
-    m = (vb <= 0) & (d2 >= 0) & (d6 <= 0); t = d2 / (d2 - d6)        # edge ac
-    v, w = where(m, 0., v), where(m, t, w)
+    m = (vb <= 0) & (d2 >= 0) & (d6 <= 0)                            # edge ac
+    v, w = where(m, 0., v), where(m, d2 * i11, w)
     m = (d6 >= 0) & (d5 <= d6)                                       # vertex c
     v, w = where(m, 0., v), where(m, 1., w)
-    m = (vc <= 0) & (d1 >= 0) & (d3 <= 0); t = d1 / (d1 - d3)        # edge ab
-    v, w = where(m, t, v), where(m, 0., w)
+    m = (vc <= 0) & (d1 >= 0) & (d3 <= 0)                            # edge ab
+    v, w = where(m, d1 * i00, v), where(m, 0., w)
     m = (d3 >= 0) & (d4 <= d3)                                       # vertex b
     v, w = where(m, 1., v), where(m, 0., w)
     m = (d1 <= 0) & (d2 <= 0)                                        # vertex a
     v, w = where(m, 0., v), where(m, 0., w)
-    d = pp - 2 * (v * d1 + w * d2) + v * v * d00 + 2 * v * w * d01 + w * w * d11
-    d = where(d < 0, 0., d)
-    return where(d != d, pp, d)                                      # degenerate: fall back to the corner (an upper bound)
+    dx, dy, dz = v * bx + w * cx - apx, v * by + w * cy - apy, v * bz + w * cz - apz
+    d = dx * dx + dy * dy + dz * dz
+    return (d, v, w) if vw else d
+
+def _edge_sqdist(px, py, pz, T, where=np.where):
+    "Squared distance to the nearest of the three edges (numpy or torch): the exact distance to a degenerate face."
+    ax, ay, az, bx, by, bz, cx, cy, cz, _, _, _, _, i00, i11, ibc = T
+    def seg(ox, oy, oz, ex, ey, ez, inv):                            # point relative to the start, edge vector
+        t = (ox * ex + oy * ey + oz * ez) * inv
+        t = where(t < 0, 0., where(t > 1, 1., t))
+        dx, dy, dz = ox - t * ex, oy - t * ey, oz - t * ez
+        return dx * dx + dy * dy + dz * dz
+    apx, apy, apz = px - ax, py - ay, pz - az
+    d = seg(apx, apy, apz, bx, by, bz, i00)
+    e = seg(apx, apy, apz, cx, cy, cz, i11); d = where(e < d, e, d)
+    e = seg(apx - bx, apy - by, apz - bz, cx - bx, cy - by, cz - bz, ibc)
+    return where(e < d, e, d)
 
 def _brute_faces(p: Tensor, tri: Tensor, chunk_elems: int = 2_000_000) -> tuple:
     "Index of the closest triangle (N,) and its squared distance for points p (N,3) against all tri (F,3,3), in chunks."
     N, F = p.shape[0], tri.shape[0]
     step = max(1, chunk_elems // F)
-    T = [c[None] for c in _face_table(tri)]
+    T, deg = _face_table(tri)
+    dg = torch.nonzero(deg)[:, 0]
+    Td = [c[dg][None] for c in T]
+    T = [c[None] for c in T]
     idx = torch.empty(N, dtype=torch.long, device=p.device); dist = torch.empty(N, dtype=p.dtype, device=p.device)
     for i in range(0, N, step):
         q = p[i:i + step]
         d = _sqdist(q[:, 0:1], q[:, 1:2], q[:, 2:3], T, where=torch.where)   # (n,F)
+        if len(dg): d[:, dg] = _edge_sqdist(q[:, 0:1], q[:, 1:2], q[:, 2:3], Td, where=torch.where)
         dist[i:i + step], idx[i:i + step] = d.min(1)
     return idx, dist
 
-def _face_index(tri: np.ndarray) -> tuple:
-    "KD-trees over triangle centroids, one per size class, for `_kdtree_faces` (build once, query many times)."
-    from scipy.spatial import cKDTree
-    cen = tri.mean(1)
-    rad = np.sqrt(((tri - cen[:, None]) ** 2).sum(-1)).max(1)       # bounding radius around the centroid
-    med = max(float(np.median(rad)), 1e-300)
-    grp = np.digitize(rad, [2 * med, 8 * med])                      # size classes: a few large triangles keep their own bound
-    groups = [np.nonzero(grp == g)[0] for g in range(3)]
-    groups = [(gi, cKDTree(cen[gi]), float(rad[gi].max())) for gi in groups if len(gi)]
-    return groups, rad, _face_table(tri)
+class _MeshIndex:
+    "Per-mesh arrays for the CPU searches (numpy float64), built once by `_face_index` and reusable (e.g. by `icp`)."
+    def __init__(self, tri: np.ndarray):   # (F,3,3) float64 corners
+        self.T, self.deg = _face_table(tri)
+        self.lo, self.hi = tri.min(1), tri.max(1)
+        self.lo_c = [np.ascontiguousarray(self.lo[:, k]) for k in range(3)]
+        self.hi_c = [np.ascontiguousarray(self.hi[:, k]) for k in range(3)]
+        self.cen = tri.mean(1)
+        self.rad = np.sqrt(((tri - self.cen[:, None]) ** 2).sum(-1)).max(1)    # bounding radius around the centroid
+        n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]); ln = np.sqrt((n * n).sum(1))
+        self.n = np.where(ln[:, None] > 0, n / np.where(ln > 0, ln, 1.)[:, None], 0.)   # unit normals (0: degenerate)
+        self.off = (self.n * tri[:, 0]).sum(1)
+        e = np.sqrt(((tri - np.roll(tri, 1, 1)) ** 2).sum(-1)).max(1)
+        self.h = float(np.median(e[e > 0])) if (e > 0).any() else 1.0        # typical face size: sets the grid
+        self._trees = self._ctree = None
+    @property
+    def trees(self) -> list:
+        "KD-trees over face centroids, one per size class: [(faces, tree, largest bounding radius)] (built on first use)."
+        if self._trees is None:
+            from scipy.spatial import cKDTree
+            med = max(float(np.median(self.rad)), 1e-300)
+            grp = np.digitize(self.rad, [2 * med, 8 * med])             # a few large triangles keep their own bound
+            self._trees = [(gi, cKDTree(self.cen[gi]), float(self.rad[gi].max()))
+                           for gi in (np.nonzero(grp == g)[0] for g in range(3)) if len(gi)]
+        return self._trees
+    @property
+    def ctree(self):
+        "A KD-tree over all face centroids (built on first use)."
+        if self._ctree is None:
+            from scipy.spatial import cKDTree
+            self._ctree = cKDTree(self.cen)
+        return self._ctree
+    def closest(self, p: np.ndarray, faces: np.ndarray) -> tuple:
+        "Closest points (N,3) on faces (N,) to points p (N,3) and their squared distances (N,)."
+        T = [c.take(faces) for c in self.T]
+        d, v, w = _sqdist(p[:, 0], p[:, 1], p[:, 2], T, vw=True)
+        q = np.stack([T[0] + v * T[3] + w * T[6], T[1] + v * T[4] + w * T[7], T[2] + v * T[5] + w * T[8]], 1)
+        k = np.flatnonzero(self.deg.take(faces))
+        if len(k):                                                  # zero-area faces: the nearest of their edges
+            a = np.stack(T[0:3], 1)[k]; b = a + np.stack(T[3:6], 1)[k]; c = a + np.stack(T[6:9], 1)[k]
+            qk = closest_point_on_triangles(*(torch.from_numpy(x) for x in (p[k], a, b, c))).numpy()
+            q[k] = qk; d[k] = ((p[k] - qk) ** 2).sum(1)
+        return q, d
+    def sqdist(self, px, py, pz, faces):
+        "Exact squared distances from points (n,) x3 to faces (n,) (degenerate faces through their edges)."
+        T = [c.take(faces) for c in self.T]
+        d = _sqdist(px, py, pz, T)
+        if self.deg.any():
+            k = np.flatnonzero(self.deg.take(faces))
+            if len(k): d[k] = _edge_sqdist(px[k], py[k], pz[k], [c[k] for c in T])
+        return d
 
-def _kdtree_faces(p: np.ndarray, tri: np.ndarray, k0: int = 16, index: tuple|None = None) -> np.ndarray:
-    """Exact closest-triangle index (N,) of points p (N,3) among triangles tri (F,3,3) (float64 numpy).
+def _face_index(tri: np.ndarray) -> _MeshIndex:
+    "The reusable search index of a mesh given as (F,3,3) float64 corners."
+    return _MeshIndex(tri)
 
-    KD-trees over triangle centroids (one per size class) list candidates nearest first; a candidate is evaluated only
-    if its bounding sphere could hold a closer point, and a point is finished once the next centroid is farther than
-    the best distance plus the class's largest bounding radius. Points not finished after k candidates are redone with
-    4k. Numpy is used on purpose: it is single-threaded and fast on small arrays."""
-    groups, rad, T = index if index is not None else _face_index(tri)
+def _shape_batches(nn: np.ndarray, waste: float = 1.5) -> list:
+    "Rows of nn (F,3) (cell ranges) grouped so that each group fits a common block, padded at most `waste`-fold."
+    if not len(nn): return []
+    order = np.lexsort((nn[:, 2], nn[:, 1], nn[:, 0]))
+    n = nn[order]
+    cuts = np.flatnonzero((np.diff(n, axis=0) != 0).any(1)) + 1
+    starts = np.concatenate([[0], cuts]); ends = np.concatenate([cuts, [len(order)]])
+    out, s0, mx, cells = [], None, None, 0
+    for st, en in zip(starts, ends):
+        sh = n[st]
+        if s0 is not None:
+            m2 = np.maximum(mx, sh)
+            if (en - s0) * int(m2.prod()) <= waste * (cells + (en - st) * int(sh.prod())):
+                mx, cells = m2, cells + (en - st) * int(sh.prod()); continue
+            out.append((order[s0:st], tuple(int(x) for x in mx)))
+        s0, mx, cells = st, sh.copy(), (en - st) * int(sh.prod())
+    out.append((order[s0:], tuple(int(x) for x in mx)))
+    return out
+
+def _occupancy(keys: np.ndarray, ncell: int):
+    "A test `K -> bool array`: which linear cell keys K are among `keys` (a dense table when the grid is small enough)."
+    if ncell <= 2 ** 25:                                            # padded: shifted blocks may overrun the end
+        occ = np.zeros(2 * ncell + 1, bool); occ[keys] = True
+        return lambda K: occ[K]
+    uk = np.unique(keys)
+    return lambda K: uk[np.searchsorted(uk, K).clip(0, len(uk) - 1)] == K
+
+def _box_hits(faces: np.ndarray, i0: np.ndarray, nn: np.ndarray, dims: np.ndarray, occupied):
+    "For each face in `faces`, the cells of its index range i0 + [0, nn) that hold points: yields (face, key, ix, iy, iz) arrays (offsets within the range)."
+    base = (i0[:, 2] * dims[1] + i0[:, 1]) * dims[0] + i0[:, 0]
+    for fs, (a, b, c) in _shape_batches(nn[faces]):                # faces whose ranges fit in a block a x b x c
+        fs = faces[fs]
+        zz, yy, xx = (x.ravel() for x in np.meshgrid(np.arange(c), np.arange(b), np.arange(a), indexing='ij'))
+        K = (base[fs, None] + ((zz * dims[1] + yy) * dims[0] + xx)[None]).ravel()
+        hit = np.flatnonzero(occupied(K))
+        if not len(hit): continue
+        r, q = np.divmod(hit, len(xx))
+        f = fs.take(r); qx, qy, qz = xx.take(q), yy.take(q), zz.take(q)
+        k = np.flatnonzero((qx < nn[f, 0]) & (qy < nn[f, 1]) & (qz < nn[f, 2]))   # inside the face's own range
+        yield f.take(k), K.take(hit.take(k)), qx.take(k), qy.take(k), qz.take(k)
+
+def _argsort_int(x: np.ndarray) -> np.ndarray:
+    "Stable argsort of non-negative integers below 2**32 by two 16-bit radix passes (numpy's radix sort)."
+    lo = (x & 0xFFFF).astype(np.uint16)
+    o = np.argsort(lo, kind='stable')
+    if x.size and int(x.max()) >= 1 << 16: o = o[np.argsort((x[o] >> 16).astype(np.uint16), kind='stable')]
+    return o
+
+_NL = 16                                   # lower-bound levels per cell list in `_grid_faces`
+_CHUNK = 4096                              # points per block: keeps the per-pair arrays in cache
+
+def _grid_faces(p: np.ndarray, G: _MeshIndex, s: float, m: float, max_cells: float = 512) -> tuple:
+    """Closest-face index (N,) of points p (N,3) and a mask (N,) of the points for which it is certain.
+
+    Cells of size `s` list every face that may come within the margin `m` of them (only cells holding a point are
+    built), ordered by a lower bound of the distance from the cell to the face (its box and plane). A point evaluates
+    the first face of its cell; that distance U bounds the answer. When U <= m every face that may be closer is in the
+    cell's list with a bound below U (a prefix of the list); of those, the faces whose box is farther than U are
+    skipped and the rest evaluated. Points with U > m (far from the surface) or in an empty cell are left undecided,
+    and so are all points when they are too few to pay for the lists (over `max_cells` candidate cells per point)."""
+    N = len(p)
+    bi, settled = np.zeros(N, np.int64), np.zeros(N, bool)
+    o = G.lo.min(0) - m - s
+    ext = float((G.hi.max(0) + m - o).max())
+    while (ext / s + 2) ** 3 > 2 ** 40: s *= 2                     # cell keys stay far inside int64
+    dims = np.floor((G.hi.max(0) + m - o) / s).astype(np.int64) + 1
+    i0 = np.floor((G.lo - m - o) / s).astype(np.int64); nn = np.floor((G.hi + m - o) / s).astype(np.int64) - i0 + 1
+    big = nn.prod(1) > 4096                                         # faces much larger than a cell: tested directly
+    while big.sum() > 64:
+        s *= 2
+        dims = np.floor((G.hi.max(0) + m - o) / s).astype(np.int64) + 1
+        i0 = np.floor((G.lo - m - o) / s).astype(np.int64); nn = np.floor((G.hi + m - o) / s).astype(np.int64) - i0 + 1
+        big = nn.prod(1) > 4096
+    cf = (p - o) / s
+    inb = ((cf >= 0) & (cf < dims)).all(1)
+    ci = np.floor(np.where(inb[:, None], cf, 0)).astype(np.int64)
+    pkey = (ci[:, 2] * dims[1] + ci[:, 1]) * dims[0] + ci[:, 0]
+    ncell = int(dims.prod()); dense = ncell <= 2 ** 25
+    faces = np.flatnonzero(~big)
+    if nn[faces].prod(1).sum() > 16 * N:                            # sparse points: keep the faces near any of them
+        S = 4 * s                                                   # on a grid of 4 x 4 x 4 cells
+        cd_ = np.floor((G.hi.max(0) + m - o) / S).astype(np.int64) + 1
+        cp = np.floor((p[inb] - o) / S).astype(np.int64)
+        ck0 = np.floor((G.lo - m - o) / S).astype(np.int64); cnn = np.floor((G.hi + m - o) / S).astype(np.int64) - ck0 + 1
+        near = np.zeros(len(nn), bool)
+        for f, *_ in _box_hits(faces, ck0, cnn, cd_, _occupancy((cp[:, 2] * cd_[1] + cp[:, 1]) * cd_[0] + cp[:, 0], int(cd_.prod()))):
+            near[f] = True
+        faces = np.flatnonzero(near & ~big)
+    if nn[faces].prod(1).sum() > max_cells * N: return bi, settled # too few points to pay for the lists
+    occupied = _occupancy(pkey[inb], ncell)
+    # list the (cell, face) pairs with their lower bounds
+    c0 = o + (i0 + 0.5) * s                                         # centre of the first cell of each face's range
+    col = lambda x: [np.ascontiguousarray(x[:, k]) for k in range(3)]
+    nx, ny, nz = col(G.n)
+    pl0 = (G.n * c0).sum(1) - G.off                                 # its signed distance to the face's plane
+    plr = 0.5 * s * np.abs(G.n).sum(1) + m                          # half-extent of a cell along the normal, + margin
+    glo, ghi = col(c0 - 0.5 * s - G.hi), col(G.lo - c0 - 0.5 * s)   # box gaps at offset 0 (shift by +k s, -k s)
+    gc = col(G.cen - c0)
+    qscale = 1023 / (2 * m + 2 * s) ** 2
+    F_l, S_l = [], []
+    for f, key, qx, qy, qz in _box_hits(faces, i0, nn, dims, occupied):
+        ox, oy, oz = qx * s, qy * s, qz * s
+        pl = np.abs(pl0.take(f) + nx.take(f) * ox + ny.take(f) * oy + nz.take(f) * oz) - plr.take(f)   # cell to plane
+        k = np.flatnonzero(pl <= m * 1e-9)
+        f, key, ox, oy, oz, pl = f.take(k), key.take(k), ox.take(k), oy.take(k), oz.take(k), pl.take(k)
+        gx = np.maximum(glo[0].take(f) + ox, ghi[0].take(f) - ox); np.maximum(gx, 0, out=gx)
+        gy = np.maximum(glo[1].take(f) + oy, ghi[1].take(f) - oy); np.maximum(gy, 0, out=gy)
+        gz = np.maximum(glo[2].take(f) + oz, ghi[2].take(f) - oz); np.maximum(gz, 0, out=gz)
+        lb = np.sqrt(gx * gx + gy * gy + gz * gz)                   # cell box to face box
+        np.maximum(lb, pl + m, out=lb)
+        k = np.flatnonzero(lb <= m * (1 + 1e-9))
+        f, lb, key, ox, oy, oz = f.take(k), lb.take(k), key.take(k), ox.take(k), oy.take(k), oz.take(k)
+        cd = (gc[0].take(f) - ox) ** 2 + (gc[1].take(f) - oy) ** 2 + (gc[2].take(f) - oz) ** 2   # centroid to cell centre: tie-break
+        lev = np.minimum((lb * (_NL / m)).astype(np.int64), _NL - 1)
+        F_l.append(f); S_l.append((key * _NL + lev) * 1024 + np.minimum(cd * qscale, 1023).astype(np.int64))
+    face = np.concatenate(F_l) if F_l else np.zeros(0, np.int64)
+    if not len(face): return bi, settled
+    sk = np.concatenate(S_l)
+    srt = np.argsort(sk)
+    face, sk = face[srt], sk[srt]
+    key = sk >> 10; lev = key & (_NL - 1); key >>= 4
+    new = np.empty(len(face), bool); new[0] = True; np.not_equal(key[1:], key[:-1], out=new[1:])
+    cstart = np.flatnonzero(new); ukeys = key[cstart]
+    tab = np.bincount((np.cumsum(new) - 1) * _NL + lev, minlength=len(ukeys) * _NL).reshape(-1, _NL).cumsum(1)
+    tab += cstart[:, None]                                          # end (exclusive) of each level's prefix
+    if dense:                                                       # cell key -> list number
+        rank = np.full(ncell, -1, np.int32); rank[ukeys] = np.arange(len(ukeys), dtype=np.int32)
+        pos = np.where(inb, rank[pkey], -1)
+    else:
+        pos = np.searchsorted(ukeys, pkey).clip(0, len(ukeys) - 1)
+        pos = np.where(inb & (ukeys[pos] == pkey), pos, -1)
+    rlo = [c.take(face) for c in G.lo_c]; rhi = [c.take(face) for c in G.hi_c]
+    bigf = np.flatnonzero(big)
+    todo = np.flatnonzero(pos >= 0)
+    todo = todo[_argsort_int(pos[todo])]                           # by cell: neighbouring points share their lists
+    for c0_ in range(0, len(todo), _CHUNK):
+        idx = todo[c0_:c0_ + _CHUNK]
+        cr = pos[idx]; st = cstart[cr]
+        px, py, pz = p[idx, 0], p[idx, 1], p[idx, 2]
+        g = face[st]
+        U2 = G.sqdist(px, py, pz, g)
+        U = np.sqrt(U2)
+        ok = U <= m * (1 - 1e-9)
+        kk = np.where(ok, tab[cr, np.minimum((U * (_NL / m)).astype(np.int64), _NL - 1)] - st - 1, 0)
+        qi = np.repeat(np.arange(len(idx)), kk)
+        reg = np.arange(len(qi)) + np.repeat(st + 1 - (np.cumsum(kk) - kk), kk)
+        qx, qy, qz = px.take(qi), py.take(qi), pz.take(qi)
+        gx = np.maximum(rlo[0].take(reg) - qx, qx - rhi[0].take(reg)); np.maximum(gx, 0, out=gx)
+        gy = np.maximum(rlo[1].take(reg) - qy, qy - rhi[1].take(reg)); np.maximum(gy, 0, out=gy)
+        gz = np.maximum(rlo[2].take(reg) - qz, qz - rhi[2].take(reg)); np.maximum(gz, 0, out=gz)
+        gx *= gx; gy *= gy; gz *= gz; gx += gy; gx += gz
+        sv = np.flatnonzero(gx < U2.take(qi))                       # the face's box is nearer than the bound
+        qi, fr = qi.take(sv), face.take(reg.take(sv))
+        if len(bigf):                                               # and every large face
+            qi = np.concatenate([qi, np.repeat(np.arange(len(idx)), len(bigf))])
+            fr = np.concatenate([fr, np.tile(bigf, len(idx))])
+        d2 = G.sqdist(px.take(qi), py.take(qi), pz.take(qi), fr)
+        bf = g
+        if len(d2):
+            best = np.full(len(idx), np.inf); np.minimum.at(best, qi, d2)
+            w = np.flatnonzero(d2 == best.take(qi))
+            bo = np.zeros(len(idx), np.int64); bo[qi[w]] = fr[w]
+            bf = np.where(best < U2, bo, g)
+        bi[idx] = bf; settled[idx] = ok
+    return bi, settled
+
+def _kdtree_faces(p: np.ndarray, G: _MeshIndex, k0: int = 16) -> np.ndarray:
+    """Exact closest-face index (N,) of points p (N,3) (float64 numpy), for any distance to the mesh.
+
+    KD-trees over face centroids (one per size class) list each point's k nearest centroids. The nearest one's face
+    gives a bound; then every listed face whose bounding sphere reaches inside the bound is measured at once. A
+    point is finished when the k-th centroid of every class is farther than its best distance plus the class's
+    largest bounding radius; the others are redone with 4k. The fallback of `_grid_faces` for points far from the
+    surface."""
     N = p.shape[0]
     best = np.full(N, np.inf); bi = np.zeros(N, dtype=np.int64)
     todo, k = np.arange(N), k0
-    with np.errstate(divide='ignore', invalid='ignore'):
-        while len(todo):
-            unsure = np.zeros(len(todo), bool)
-            for gi, tree, rmax in groups:
-                kk = min(k, len(gi))
-                dc, ic = tree.query(p[todo], k=kk, workers=1)
-                dc, ic = np.ascontiguousarray(dc.reshape(-1, kk).T), np.ascontiguousarray(gi[ic.reshape(-1, kk)].T)   # (kk,n)
-                act = np.arange(len(todo))
-                for j in range(kk):
-                    b = best[todo[act]]
-                    keep = dc[j, act] - rmax < b                     # else: no unseen triangle of this class can be closer
-                    act, b = act[keep], b[keep]
-                    if not len(act): break
-                    c = ic[j, act]
-                    ev = dc[j, act] - rad[c] < b                     # this candidate's bounding sphere reaches inside the best
-                    a2, c2 = act[ev], c[ev]
-                    if not len(a2): continue
-                    pt = p[todo[a2]]
-                    d = np.sqrt(_sqdist(pt[:, 0], pt[:, 1], pt[:, 2], [col[c2] for col in T]))
-                    m = d < best[todo[a2]]
-                    best[todo[a2[m]]] = d[m]; bi[todo[a2[m]]] = c2[m]
-                else:
-                    if kk < len(gi): unsure[act] = True
-            todo, k = todo[unsure], k * 4
+    while len(todo):
+        unsure = np.zeros(len(todo), bool)
+        for gi, tree, rmax in G.trees:
+            kk = min(k, len(gi))
+            step = max(1, 2 ** 20 // kk)
+            for c0 in range(0, len(todo), step):
+                t = todo[c0:c0 + step]; pt = p[t]; n = len(t)
+                dc, ic = tree.query(pt, k=kk, workers=1)
+                dc, ic = dc.reshape(n, kk), gi[ic.reshape(n, kk)]
+                b = best[t]
+                j0 = np.flatnonzero(dc[:, 0] - G.rad[ic[:, 0]] < b)   # the nearest centroid's face first: a bound
+                if len(j0):
+                    d = G.sqdist(pt[j0, 0], pt[j0, 1], pt[j0, 2], ic[j0, 0])
+                    m = d < b[j0] ** 2
+                    b[j0[m]] = np.sqrt(d[m]); bi[t[j0[m]]] = ic[j0[m], 0]
+                r, c = np.nonzero(dc[:, 1:] - G.rad[ic[:, 1:]] < b[:, None])   # faces that may hold a closer point
+                if len(r):
+                    f = ic[r, c + 1]
+                    d = G.sqdist(pt[r, 0], pt[r, 1], pt[r, 2], f)
+                    mn = np.full(n, np.inf); np.minimum.at(mn, r, d)
+                    w = np.flatnonzero(d == mn[r]); fo = np.zeros(n, np.int64); fo[r[w]] = f[w]
+                    m = mn < b ** 2
+                    b[m] = np.sqrt(mn[m]); bi[t[m]] = fo[m]
+                best[t] = b
+                if kk < len(gi): unsure[c0:c0 + n] |= dc[:, -1] - rmax < b
+        todo, k = todo[unsure], k * 4
     return bi
+
+def _grid_levels(p: np.ndarray, G: _MeshIndex) -> list:
+    """(cell size, margin) of the grid levels `_cpu_faces` tries in turn. The margin covers 90% of a sample of the
+    points' distances to their nearest face centroid (an upper bound of the distance to the surface), within
+    [0.5, 2] typical face sizes; the second level doubles the cell and quadruples the margin, and accepts a costlier
+    list per point (it sees few points). A level is skipped when most sampled points it would see lie beyond its
+    margin, and the second one also when they lie beyond two face sizes: far points go to the KD-tree search, for
+    which the number of faces to look at grows more slowly with the distance. Each level is (cell, margin, largest
+    list cost per point)."""
+    m = 0.5 * G.h
+    if len(p) < 512: return [(m, m, 512), (2 * m, 4 * m, 1024)]
+    dc = G.ctree.query(p[::len(p) // 256], workers=1)[0]
+    m = float(np.clip(np.quantile(dc, 0.9), 0.5 * G.h, 2 * G.h))
+    s, out = min(m, G.h), []
+    if np.median(dc) <= m: out.append((s, m, 512))
+    rest = dc[dc > m]
+    if len(rest) and np.median(rest) <= min(4 * m, 2 * G.h): out.append((2 * s, 4 * m, 1024))
+    return out
+
+def _cpu_faces(p: np.ndarray, G: _MeshIndex, method: str = 'grid') -> np.ndarray:
+    "Exact closest-face index (N,) of points p (N,3): grid levels in turn, then the KD-tree search for the rest."
+    if method == 'kdtree': return _kdtree_faces(p, G)
+    bi, todo = np.zeros(len(p), np.int64), np.arange(len(p))
+    for s, m, c in _grid_levels(p, G):
+        if not len(todo): break
+        b, ok = _grid_faces(p[todo], G, s, m, c)
+        bi[todo[ok]] = b[ok]; todo = todo[~ok]
+    if len(todo): bi[todo] = _kdtree_faces(p[todo], G)
+    return bi
+
+def _closest_on_faces(p: Tensor, tri: Tensor) -> Tensor:
+    "Closest points (n,3) on triangles tri (n,3,3) to points p (n,3), one triangle per point; differentiable in both."
+    T, deg = _face_table(tri)
+    _, v, w = _sqdist(p[:, 0], p[:, 1], p[:, 2], T, where=torch.where, vw=True)
+    q = tri[:, 0] + v[:, None] * (tri[:, 1] - tri[:, 0]) + w[:, None] * (tri[:, 2] - tri[:, 0])
+    if bool(deg.any()):                                             # zero-area faces: the nearest of their edges
+        k = torch.nonzero(deg)[:, 0]
+        q = q.index_put((k,), closest_point_on_triangles(p[k], tri[k, 0], tri[k, 1], tri[k, 2]))
+    return q
 
 def point_to_surface(points,                 # (N,3) or (B,N,3) query points
                      vertices,               # (V,3) or (B,V,3) mesh vertices
                      faces,                  # (F,3) triangle indices, shared across the batch
-                     method: str = 'auto',   # 'kdtree' (exact, CPU), 'brute' (exact, any device, O(N F)) or 'auto'
-                     _index: tuple|None = None,  # a prebuilt `_face_index` of the (unbatched) mesh, reused by `icp`
+                     method: str = 'auto',   # 'grid' (exact, CPU), 'kdtree' (exact, CPU), 'brute' (exact, any device, O(N F)) or 'auto'
+                     _index: _MeshIndex|None = None,  # a prebuilt `_face_index` of the (unbatched) mesh, reused by `icp`
                     ) -> SurfaceDistance:
     "Exact distance from each point to the triangle surface, the closest points and their faces; differentiable in points and vertices."
-    p_in = points
     batched = torch.as_tensor(points).dim() == 3 or torch.as_tensor(vertices).dim() == 3
     p = _as_points(points, 'points', batch=True)
     v = _as_points(vertices, 'vertices', batch=True).to(device=p.device)
@@ -290,26 +565,35 @@ def point_to_surface(points,                 # (N,3) or (B,N,3) query points
         else: raise InputError(f"`points` batch {p.shape[0]} and `vertices` batch {v.shape[0]} differ")
     dt = torch.promote_types(p.dtype, v.dtype); p, v = p.to(dt), v.to(dt)
     f = _as_faces(faces, v.shape[1], device=p.device)
-    if method == 'auto': method = 'brute' if p.device.type != 'cpu' else 'kdtree'
-    if method not in ('kdtree', 'brute'): raise InputError(f"`method` must be 'auto', 'kdtree' or 'brute', got {method!r}")
-    idx = []
+    if method not in ('auto', 'grid', 'kdtree', 'brute'):
+        raise InputError(f"`method` must be 'auto', 'grid', 'kdtree' or 'brute', got {method!r}")
+    if method == 'auto': method = 'brute' if p.device.type != 'cpu' else 'grid'
+    grad = torch.is_grad_enabled() and (p.requires_grad or v.requires_grad)
+    idx, qd = [], []
     with torch.no_grad():
         for b in range(p.shape[0]):
-            tri = v[b][f]                                            # (F,3,3)
-            if method == 'brute': idx.append(_brute_faces(p[b], tri)[0])
-            else:
-                tn = tri.detach().cpu().double().numpy()
-                idx.append(torch.from_numpy(_kdtree_faces(p[b].detach().cpu().double().numpy(), tn,
-                                                          index=_index if p.shape[0] == 1 else None)).to(p.device))
+            if method == 'brute': idx.append(_brute_faces(p[b], v[b][f])[0]); continue
+            G = _index if _index is not None and p.shape[0] == 1 else _face_index(v[b].detach().cpu().double()[f].numpy())
+            pb = p[b].detach().cpu().double().numpy()
+            fb = _cpu_faces(pb, G, method)
+            idx.append(torch.from_numpy(fb).to(p.device))
+            if not grad: qd.append(G.closest(pb, fb))                # no gradient wanted: finish in numpy
     fi = torch.stack(idx)                                            # (B,N)
-    tri = v[:, f]                                                    # (B,F,3,3), differentiable
-    sel = torch.gather(tri, 1, fi[..., None, None].expand(-1, -1, 3, 3))
-    q = closest_point_on_triangles(p, sel[..., 0, :], sel[..., 1, :], sel[..., 2, :])
-    d = ((p - q) ** 2).sum(-1).clamp_min(0).sqrt()
+    B, N = fi.shape
+    if qd:
+        q = torch.from_numpy(np.stack([x[0] for x in qd])).to(p)
+        d = torch.from_numpy(np.sqrt(np.stack([x[1] for x in qd]))).to(p)
+    else:                                                            # recompute on the winning faces, differentiably
+        tri = v[torch.arange(B, device=p.device)[:, None, None], f[fi]].reshape(-1, 3, 3)   # (B*N,3,3)
+        pf = p.reshape(-1, 3)
+        step = 8192 if p.device.type == 'cpu' else pf.shape[0]       # small blocks: single-threaded, cache-sized
+        q = torch.cat([_closest_on_faces(pf[i:i + step], tri[i:i + step]) for i in range(0, pf.shape[0], step)])
+        d = torch.cat([((pf[i:i + step] - q[i:i + step]) ** 2).sum(-1).clamp_min(0).sqrt() for i in range(0, pf.shape[0], step)])
+        q, d = q.reshape(B, N, 3), d.reshape(B, N)
     if not batched: return SurfaceDistance(d[0], q[0], fi[0])
     return SurfaceDistance(d, q, fi)
 
-# %% ../../nbs/30_metrics_geometry.ipynb #7e6ffbf5
+# %% ../../nbs/30_metrics_geometry.ipynb #62d5fd05
 def vertex_to_vertex(pred,   # (...,V,3) predicted vertices
                      gt,     # (...,V,3) ground-truth vertices in the same topology
                     ) -> Tensor:  # (...,V) per-vertex Euclidean distances
@@ -353,7 +637,7 @@ def chamfer_distance(a,                 # (Na,3) points, or vertices of mesh a w
     f = (lambda x: x ** 2) if squared else (lambda x: x)
     return ChamferResult(0.5 * (f(ab).mean() + f(ba).mean()), ab, ba)
 
-# %% ../../nbs/30_metrics_geometry.ipynb #31aaf92c
+# %% ../../nbs/30_metrics_geometry.ipynb #fb8054f6
 @dataclass
 class ICPResult(AlignmentResult):
     distances: Tensor = None       # (N,) final distance of each aligned source point to the target
@@ -394,7 +678,7 @@ def icp(source,                          # (N,3) points to move
     T = SimilarityTransform(T.rotation.detach().cpu().double(), T.translation.detach().cpu().double(), T.scale.detach().cpu().double().reshape(()))
     def corr(X):
         if F_ is not None:
-            d, q, fi = point_to_surface(X, Tv, F_, method='kdtree', _index=index)
+            d, q, fi = point_to_surface(X, Tv, F_, _index=index)
             return d, q, fn[fi]
         d, i = tree.query(X.numpy(), workers=-1)
         return torch.from_numpy(d), Tv[torch.from_numpy(i)], None
@@ -428,7 +712,7 @@ def icp(source,                          # (N,3) points to move
     T = SimilarityTransform(cast(T.rotation), cast(T.translation), cast(T.scale))
     return ICPResult(T, cast(X), cast(res.pow(2).mean().sqrt()), cast(d), it, conv)
 
-# %% ../../nbs/30_metrics_geometry.ipynb #51f5b3ae
+# %% ../../nbs/30_metrics_geometry.ipynb #7a9b3a1e
 def region_faces(faces,          # (F,3)
                  region,         # (K,) vertex indices of the region, or a (V,) boolean mask
                  n_vertices: int|None = None,
@@ -464,7 +748,7 @@ def per_region(values,            # (V,) or (...,V) per-vertex values (e.g. dist
         out[k] = red(sel) if sel.numel() else float('nan')
     return out
 
-# %% ../../nbs/30_metrics_geometry.ipynb #7a9b3a1e
+# %% ../../nbs/30_metrics_geometry.ipynb #3969b96e
 def normal_angles(n_pred,   # (...,N,3) normals (normalised here)
                   n_gt,     # (...,N,3)
                  ) -> Tensor:  # (...,N) angle in radians in [0, pi]
