@@ -9,7 +9,8 @@ extractor on the render, losses) plus backward and the optimiser step."""
 import argparse, time
 import torch
 from facebench.aufart.nets import Aufart, AufartConfig
-from facebench.aufart.train import AufartTrainConfig, aufart_step, make_datasets, load_target_model
+from facebench.aufart.train import AufartTrainConfig, aufart_step, make_datasets
+from facebench.models.load import load_model
 
 def sync(device):
     if device.type == 'cuda': torch.cuda.synchronize()
@@ -34,7 +35,7 @@ def main():
     dev = torch.device(a.device)
     tiny = a.preset == 'tiny'
     S = 32 if tiny else 224
-    model = load_target_model('builtin', device=dev, n_vertices=a.n_vertices)
+    model = load_model('builtin', device=dev, n_vertices=a.n_vertices)
     net = Aufart(AufartConfig.for_model(model, a.variant, tiny=tiny, image_size=S)).to(dev).eval()
     print(f"AUFART {a.variant}, preset {a.preset} ({S}x{S}); built-in head {model.n_vertices} vertices; device {dev}; "
           f"threads {torch.get_num_threads()}")

@@ -13,7 +13,7 @@ import torch
 ICT = Path('/work/shared/assets/ict-facekit/ict_facekit_light.npz')
 
 def pick_model(kind, device):
-    from facebench.n2f.train import load_model
+    from facebench.models.load import load_model
     if kind == 'ict':
         if not ICT.exists(): raise SystemExit(f'ICT npz not found at {ICT}')
         return load_model(f'ict:{ICT}', device=device), 'ict'

@@ -49,7 +49,7 @@ def test_configs_refuse_bad_values(tmp_path):
     with pytest.raises(InputError, match='variant'): AufartTrainConfig(variant='x')
     with pytest.raises(InputError, match='frozen_source'): AufartTrainConfig(frozen_source='x')
     with pytest.raises(InputError, match='steps'): AufartTrainConfig(steps=0)
-    with pytest.raises(FileNotFoundError, match='no such file'): build(AufartTrainConfig(model=str(tmp_path / 'none.npz')))
+    with pytest.raises(InputError, match='no such file'): build(AufartTrainConfig(model=str(tmp_path / 'none.npz')))
 
 @pytest.mark.parametrize('variant', ['paper', 'code'])
 def test_temporal_step_and_variants(tmp_path, variant):
@@ -91,11 +91,11 @@ def test_expression_vertex_error(tmp_path):
     for r, idx in model.regions.items(): assert res[r] == pytest.approx(float(n[idx].mean()), rel=1e-5, abs=1e-4), r   # float32 meshes: 0.1 µm
     assert res['mouth'] > res['all'] > res['scalp']           # a smile moves the mouth, not the scalp
 
-def test_load_target_model(tmp_path):
-    from facebench.aufart.train import load_target_model
+def test_load_model_for_aufart(tmp_path):
+    from facebench.models.load import load_model as load_target_model
     m = load_target_model('builtin', n_vertices=600)
     assert 500 < m.n_vertices < 700 and m.expression_names[:3] == ['AU1', 'AU2', 'AU4']
-    with pytest.raises(FileNotFoundError, match="no such file or folder"): load_target_model('toy')   # the toy head is gone
+    with pytest.raises(InputError, match="no such file or folder"): load_target_model('toy')   # the toy head is gone
     with pytest.raises(InputError, match="only to the 'builtin' model"): load_target_model(str(tmp_path / 'x.npz'), n_vertices=600)
 
 def test_cli_parses_to_config(tmp_path):

@@ -94,7 +94,7 @@ def test_config_files_and_errors(tmp_path):
     (tmp_path / 'c.txt').write_text('{}')
     with pytest.raises(InputError, match='.json, .yaml'): load_train_config(tmp_path / 'c.txt')
     with pytest.raises(InputError, match='model spec'): load_model('smplx')
-    with pytest.raises(InputError, match='model spec'): load_model('toy')                    # the sphere stand-in is gone
+    with pytest.raises(InputError, match='no such file or folder'): load_model('toy')                    # the sphere stand-in is gone
     with pytest.raises(InputError, match="only to the 'builtin' model"): load_model('ict:x.npz', n_vertices=500)
     m = load_model('builtin', n_vertices=500, n_shape=3, n_expression=2)
     assert (m.n_shape, m.n_expression, m.expression_names) == (3, 2, ['AU1', 'AU2']) and 400 < m.n_vertices < 600

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from ..core import InputError, check_tensor
 from ..models.base import MorphableModel, Params
+from ..models.load import load_model
 from .nets import Aufart, AufartConfig, AUNet, load_opengraphau, load_deca_encoder, N_AU, HEAD_VARIANTS
 from .data import (SyntheticConfig, SyntheticBatch, synthetic_batch, synthetic_sequences, texel_regions,
                                    render_faces)
@@ -23,10 +24,10 @@ from .losses import (AufartLossConfig, total_loss, photometric_loss, landmark_lo
                                      regularizer, expression_smoothness, au_trajectory_loss)
 
 # %% auto #0
-__all__ = ['AufartTrainConfig', 'load_target_model', 'make_datasets', 'sample_indices', 'StepOutput', 'frozen_params',
-           'aufart_step', 'expression_vertex_error', 'f1_per_au', 'pearson', 'evaluate', 'temporal_jitter',
-           'pretrain_au_net', 'save_checkpoint', 'TrainResult', 'build', 'run_aufart_train', 'add_aufart_parser',
-           'config_from_args', 'main_aufart']
+__all__ = ['AufartTrainConfig', 'make_datasets', 'sample_indices', 'StepOutput', 'frozen_params', 'aufart_step',
+           'expression_vertex_error', 'f1_per_au', 'pearson', 'evaluate', 'temporal_jitter', 'pretrain_au_net',
+           'save_checkpoint', 'TrainResult', 'build', 'run_aufart_train', 'add_aufart_parser', 'config_from_args',
+           'main_aufart']
 
 # %% ../../nbs/53_aufart_train.ipynb #401cdd40
 @dataclass
@@ -72,25 +73,7 @@ class AufartTrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self); d['loss'] = asdict(self.loss); return d
 
-def load_target_model(spec: str, dtype=torch.float32, device=None,
-                      n_vertices: int|None = None,   # vertex count of the built-in head (None: its default); only for 'builtin'
-                     ) -> MorphableModel:
-    "The morphable model named by `spec`: 'builtin', or a path (facebench .npz, ICT compact npz, FLAME file/folder)."
-    if spec == 'builtin':
-        from facebench.models.builtin import builtin_head
-        return builtin_head(**({} if n_vertices is None else dict(n_vertices=n_vertices)), dtype=dtype, device=device)
-    if n_vertices is not None: raise InputError(f"n_vertices={n_vertices} applies only to the 'builtin' model, not to {spec!r}")
-    p = Path(spec)
-    if not p.exists(): raise FileNotFoundError(f"model {spec!r}: no such file or folder (or use 'builtin')")
-    if p.suffix == '.npz':
-        with np.load(p, allow_pickle=False) as z: keys = set(z.files)
-        if 'format' in keys:
-            from facebench.models.base import ModelData
-            return MorphableModel(ModelData.load_npz(p), dtype=dtype, device=device)
-        from facebench.models.ict import load_ict
-        return load_ict(p, dtype=dtype, device=device)
-    from facebench.models.flame import load_flame
-    return load_flame(p, dtype=dtype, device=device)
+# the model comes from facebench.models.load.load_model
 
 # %% ../../nbs/53_aufart_train.ipynb #6376e01d
 def make_datasets(model: MorphableModel, cfg: AufartTrainConfig) -> tuple:
@@ -269,7 +252,7 @@ def build(cfg: AufartTrainConfig) -> tuple:
     "(model, net) for `cfg`, with the checkpoints of the config loaded."
     dev = _set_device(cfg)
     torch.manual_seed(cfg.seed)
-    model = load_target_model(cfg.model, device=dev, n_vertices=cfg.n_vertices if cfg.model == 'builtin' else None)
+    model = load_model(cfg.model, device=dev, n_vertices=cfg.n_vertices if cfg.model == 'builtin' else None)
     net = Aufart(AufartConfig.for_model(model, cfg.variant, tiny=cfg.tiny, image_size=cfg.image_size)).to(dev)
     if cfg.au_checkpoint: load_opengraphau(net.au_net, cfg.au_checkpoint)
     if cfg.deca_checkpoint: load_deca_encoder(net.encoder, cfg.deca_checkpoint)

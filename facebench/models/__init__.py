@@ -11,3 +11,4 @@ from .lbs import *
 from .flame import *
 from .ict import *
 from .builtin import *
+from .load import *

@@ -12,13 +12,14 @@ from torch import nn, Tensor
 from ..core import InputError, default_device
 from ..models.base import ModelData, MorphableModel, Params
 from ..models.builtin import builtin_head
+from ..models.load import load_model
 from ..synth import SynthConfig, Corruption, SyntheticFaces, fixed_set, _mix
 from .model import N2FNet, N2FConfig, ParamLayout, make_input
 from .losses import (ParamLossWeights, RenderLossWeights, LossTerms, omega_target, param_loss, render_face,
                                   render_loss, face_indicator)
 
 # %% auto #0
-__all__ = ['STAGES', 'TrainConfig', 'config_from_dict', 'config_to_dict', 'load_train_config', 'save_train_config', 'load_model',
+__all__ = ['STAGES', 'TrainConfig', 'config_from_dict', 'config_to_dict', 'load_train_config', 'save_train_config',
            'param_groups', 'set_trainable', 'lr_factor', 'compute_loss', 'save_checkpoint', 'load_checkpoint',
            'TrainResult', 'evaluate', 'run_n2f_train', 'read_log', 'plot_log', 'add_n2f_parser', 'main_n2f']
 
@@ -114,26 +115,7 @@ def save_train_config(config: TrainConfig, path) -> Path:
     return path
 
 # %% ../../nbs/23_n2f_train.ipynb #16ba7306
-def load_model(spec: str, n_shape: int|None = None, n_expression: int|None = None, device=None, dtype=torch.float32,
-               n_vertices: int|None = None,  # vertex count of the built-in head (None: its default); only for 'builtin'
-              ) -> MorphableModel:
-    "A `MorphableModel` from a spec: 'builtin', 'ict:PATH', 'flame:PATH' or PATH to a facebench model .npz."
-    if not isinstance(spec, str): raise InputError(f"model spec must be a string, got {type(spec).__name__}")
-    if n_vertices is not None and spec != 'builtin':
-        raise InputError(f"n_vertices={n_vertices} applies only to the 'builtin' model, not to {spec!r}")
-    kw = dict(n_shape=n_shape, n_expression=n_expression, dtype=dtype, device=device)
-    if spec == 'builtin':
-        sizes = {k: v for k, v in (('n_vertices', n_vertices), ('n_shape', n_shape)) if v is not None}
-        return builtin_head(**sizes, n_expression=n_expression, dtype=dtype, device=device)
-    if spec.startswith('ict:'):
-        from facebench.models.ict import load_ict
-        return load_ict(spec[4:], **kw)
-    if spec.startswith('flame:'):
-        from facebench.models.flame import load_flame
-        kw = {k: v for k, v in kw.items() if v is not None or k in ('device',)}
-        return load_flame(spec[6:], **kw)
-    if spec.endswith('.npz'): return MorphableModel(ModelData.load_npz(spec), **kw)
-    raise InputError(f"model spec must be 'builtin', 'ict:PATH', 'flame:PATH' or a .npz path, got {spec!r}")
+# load_model now lives in facebench.models.load (imported above)
 
 # %% ../../nbs/23_n2f_train.ipynb #bc18c412
 def param_groups(net: N2FNet, config: TrainConfig) -> list:
