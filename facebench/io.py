@@ -123,6 +123,20 @@ def write_png(path, image) -> Path:
     return _atomic_write(Path(path), buf.getvalue())
 
 # %% ../nbs/07_io.ipynb #3d2a1279
+def _corner_attribute(values, corner_faces, faces, V: int, name: str, fname: str, width: int):
+    "Validate an OBJ per-corner attribute (uv or normals) and its index faces; (None, None) when absent."
+    if values is None:
+        if corner_faces is not None: raise InputError(f"`{fname}` given without `{name}`")
+        return None, None
+    rows = as_vertices(values, name, width)
+    if corner_faces is None:
+        if rows.shape[0] != V: raise InputError(f"`{name}` has {rows.shape[0]} rows, not one per vertex ({V}): pass `{fname}`")
+        corner_faces = faces
+    idx = as_faces(corner_faces, rows.shape[0], fname, name)
+    if idx.shape[0] != faces.shape[0]: raise InputError(f"`{fname}` must have one row per face ({faces.shape[0]}), got {idx.shape[0]}")
+    return rows, idx
+
+# %% ../nbs/07_io.ipynb #f77a412d
 def _unpack_mesh(vertices, faces, **kw):
     "Let writers take a `Mesh` in place of `vertices`: its fields fill the arguments not given."
     if isinstance(vertices, Mesh):
@@ -177,26 +191,9 @@ def write_obj(path,                  # the .obj file to write
     else:
         lines.append(_rows('v', v.numpy(), fmt))
     cols = [f + 1]
-    if kw['uv'] is not None:
-        t = as_vertices(kw['uv'], 'uv', 2)
-        fuv = kw['faces_uv']
-        if fuv is None:
-            if t.shape[0] != V: raise InputError(f"`uv` has {t.shape[0]} rows, not one per vertex ({V}): pass `faces_uv`")
-            fuv = f
-        fuv = as_faces(fuv, t.shape[0], 'faces_uv', 'uv')
-        if fuv.shape[0] != f.shape[0]: raise InputError(f"`faces_uv` must have one row per face ({f.shape[0]}), got {fuv.shape[0]}")
-        lines.append(_rows('vt', t.numpy(), _fmt(t.dtype))); cols.append(fuv + 1)
-    elif kw['faces_uv'] is not None: raise InputError("`faces_uv` given without `uv`")
-    if kw['normals'] is not None:
-        n = as_vertices(kw['normals'], 'normals')
-        fn = kw['faces_normals']
-        if fn is None:
-            if n.shape[0] != V: raise InputError(f"`normals` has {n.shape[0]} rows, not one per vertex ({V}): pass `faces_normals`")
-            fn = f
-        fn = as_faces(fn, n.shape[0], 'faces_normals', 'normals')
-        if fn.shape[0] != f.shape[0]: raise InputError(f"`faces_normals` must have one row per face ({f.shape[0]}), got {fn.shape[0]}")
-        lines.append(_rows('vn', n.numpy(), _fmt(n.dtype))); cols.append(fn + 1)
-    elif kw['faces_normals'] is not None: raise InputError("`faces_normals` given without `normals`")
+    for tag, name, fname, width in (('vt', 'uv', 'faces_uv', 2), ('vn', 'normals', 'faces_normals', 3)):
+        rows, idx = _corner_attribute(kw[name], kw[fname], f, V, name, fname, width)
+        if rows is not None: lines.append(_rows(tag, rows.numpy(), _fmt(rows.dtype))); cols.append(idx + 1)
     if kw['texture'] is not None: lines.append('usemtl material0\n')
     corner = {1: '%d', 2: '%d/%d', 3: '%d/%d/%d'}[len(cols)]
     if len(cols) == 2 and kw['uv'] is None: corner = '%d//%d'
@@ -204,7 +201,7 @@ def write_obj(path,                  # the .obj file to write
     if fa.shape[0]: lines.append((('f ' + ' '.join([corner] * 3) + '\n') * fa.shape[0]) % tuple(fa.ravel().tolist()))
     return _atomic_write(path, ''.join(lines))
 
-# %% ../nbs/07_io.ipynb #0a8bf083
+# %% ../nbs/07_io.ipynb #892568ac
 def _floats(rows: list, lines: list, path, tag: str, allowed: tuple) -> np.ndarray:
     "Bulk-convert records of equal length to float64; otherwise find the bad line and name it."
     lens = {len(r) for r in rows}
@@ -370,7 +367,7 @@ def read_obj(path,                                 # an .obj file
     return Mesh(vertices=fl_(verts), faces=ll(f), uv=fl_(uv) if ft is not None else None, faces_uv=ll(ft), normals=fl_(normals),
                 faces_normals=ll(fn), colors=fl_(colors), texture=_mtl_texture(path, mtllib), source=str(path))
 
-# %% ../nbs/07_io.ipynb #29563d78
+# %% ../nbs/07_io.ipynb #f6fa0e3b
 _PLY_TYPES = {'char': 'i1', 'int8': 'i1', 'uchar': 'u1', 'uint8': 'u1', 'short': 'i2', 'int16': 'i2', 'ushort': 'u2',
               'uint16': 'u2', 'int': 'i4', 'int32': 'i4', 'uint': 'u4', 'uint32': 'u4', 'float': 'f4', 'float32': 'f4',
               'double': 'f8', 'float64': 'f8'}
@@ -427,7 +424,7 @@ def write_ply(path,             # the .ply file to write
     body += ('3 %d %d %d\n' * f.shape[0]) % tuple(f.numpy().ravel().tolist()) if f.shape[0] else ''
     return _atomic_write(Path(path), header + body)
 
-# %% ../nbs/07_io.ipynb #f44559b8
+# %% ../nbs/07_io.ipynb #15c8fd9e
 def _ply_header(raw: bytes, path):
     end = raw.find(b'end_header')
     if not raw.startswith(b'ply') or end < 0:
@@ -572,7 +569,7 @@ def read_ply(path,                                 # a .ply file (ascii or binar
     return Mesh(vertices=t(verts), faces=torch.as_tensor(faces, dtype=torch.long, device=device), normals=t(normals),
                 colors=t(colors), source=str(path))
 
-# %% ../nbs/07_io.ipynb #97736330
+# %% ../nbs/07_io.ipynb #fed3a472
 def load_mesh(path, dtype: torch.dtype = torch.float32, device=None) -> Mesh:
     "Read an .obj or .ply file by its suffix."
     s = Path(path).suffix.lower()

@@ -16,7 +16,7 @@ from .rotations import euler_to_matrix
 
 # %% auto #0
 __all__ = ['mesh_traces', 'mesh_figure', 'compare_figure', 'save_html', 'image_grid', 'save_figure', 'render_normals_preview',
-           'render_shaded_preview', 'model_explorer']
+           'render_shaded_preview', 'reset_button', 'model_explorer']
 
 # %% ../nbs/08_viz.ipynb #e3bef614
 from .render.raster import vertex_normals
@@ -398,6 +398,20 @@ def render_shaded_preview(vertices,           # (V,3) or (B,V,3), or a `Mesh`
     return torch.from_numpy(np.stack(imgs)).float()
 
 # %% ../nbs/08_viz.ipynb #22ef3783
+def reset_button(sliders: dict,          # name -> ipywidgets slider
+                 update,                 # callback run once after every slider is back at 0
+                 description: str = 'reset',
+                 width: str = '100px'):
+    "An ipywidgets button that sets every slider to 0 without firing `update` per slider, then calls `update` once."
+    import ipywidgets as W
+    button = W.Button(description=description, layout=W.Layout(width=width))
+    def on_reset(_):
+        for s in sliders.values(): s.unobserve(update, names='value'); s.value = 0.0; s.observe(update, names='value')
+        update()
+    button.on_click(on_reset)
+    return button
+
+# %% ../nbs/08_viz.ipynb #c5512d2f
 def model_explorer(model,                    # a `MorphableModel` (or a `ModelData`)
                    n_shape: int = 5,         # sliders for the first n identity components
                    n_expression: int = 5,    # sliders for the first n expression components ...
@@ -479,11 +493,7 @@ def model_explorer(model,                    # a `MorphableModel` (or a `ModelDa
     for s in sliders.values():
         s.continuous_update = live
         s.observe(update, names='value')
-    reset = W.Button(description='reset', layout=W.Layout(width='100px'))
-    def on_reset(_):
-        for s in sliders.values(): s.unobserve(update, names='value'); s.value = 0.0; s.observe(update, names='value')
-        update()
-    reset.on_click(on_reset)
+    reset = reset_button(sliders, update)
     panel = W.VBox(blocks + [reset], layout=W.Layout(max_height=f'{height}px', overflow='auto', min_width='350px'))
     box = W.HBox([panel, fig if live else out])
     box.figure, box.sliders, box.params, box.update, box.live = fig, sliders, params, update, live

@@ -380,11 +380,8 @@ def codes_explorer(codecs: dict,               # name -> Codec (fit on the same 
     for w in list(controls.values()) + list(au.values()) + list(sliders.values()):
         if hasattr(w, 'continuous_update'): w.continuous_update = False
         w.observe(update, names='value')
-    reset = W.Button(description='reset directions', layout=W.Layout(width='160px'))
-    def on_reset(_):
-        for s in sliders.values(): s.unobserve(update, names='value'); s.value = 0.0; s.observe(update, names='value')
-        update()
-    reset.on_click(on_reset)
+    from facebench.viz import reset_button
+    reset = reset_button(sliders, update, 'reset directions', '160px')
     blocks = [W.HTML('<b>mesh</b>'), controls['identity'], controls['swap'], controls['mode'], controls['class'], controls['intensity']]
     if au: blocks += [W.HTML('<b>AU mix</b> (mode "AU mix")'), *au.values()]
     blocks += [W.HTML('<b>expression directions</b> (std)'), *sliders.values(), reset, numbers]
