@@ -38,7 +38,7 @@ setuptools.setup(
     include_package_data=True,
     package_data={'facebench': ['data/*.json', 'data/*.csv']},
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'fid': cfg.get('fid_requirements', '').split()},
     entry_points={'console_scripts': console_scripts, 'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
     zip_safe=False,
 )

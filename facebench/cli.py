@@ -15,7 +15,7 @@ __all__ = ['COMMANDS', 'build_parser', 'main']
 COMMANDS = {
     'demo': ('facebench.demo', 'add_demo_parser', 'main_demo'),
     'eval': ('facebench.metrics.evaluate', 'add_eval_parser', 'main_eval'),
-    'n2f': ('facebench.n2f.train', 'add_n2f_parser', 'main_n2f'),
+    'n2f': ('facebench.n2f.real', 'add_n2f_cli_parser', 'main_n2f_cli'),   # train (n2f.train) + finetune, pseudo-gt
     'aufart': ('facebench.aufart.train', 'add_aufart_parser', 'main_aufart'),
 }
 

@@ -3,7 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from facebench.metrics.datasets import (DatasetError, load_now, now_prediction, read_pp, read_landmarks_3d, load_realy, load_facescape_tu,
-                                        load_multiface, read_pts, load_landmark_folder)
+                                        load_multiface, read_pts, load_landmark_folder, read_realy_barycentric, MULTIFACE_ENTITIES,
+                                        read_multiface_bin, read_multiface_transform)
 
 def pp_text(n=7):
     return '<!DOCTYPE PickedPoints>\n<PickedPoints>\n' + ''.join(f' <point x="{i}.5" y="{-i}" z="2" active="1" name="{i}"/>\n' for i in range(n)) + '</PickedPoints>\n'
@@ -59,3 +60,50 @@ def test_landmark_folder_300w(tmp_path):
     (tmp_path / 'sub/b.pts').write_text(pts)
     out = load_landmark_folder(tmp_path)
     assert len(out) == 2 and out[0][1].shape == (68, 2) and out[0][1][5, 1] == 10
+
+def test_multiface_real_layout(tmp_path):
+    # facebookresearch/multiface DATA_STRUCTURE.md: <entity folder>/tracked_mesh/<sequence>/<frame>.{obj,bin} + <frame>_transform.txt
+    assert len(MULTIFACE_ENTITIES) == 13 and MULTIFACE_ENTITIES['6795937'] == 'm--20180227--0000--6795937--GHS'
+    ent = tmp_path / MULTIFACE_ENTITIES['6795937'] / 'tracked_mesh'
+    (ent / 'E001_Neutral_Eyes_Open').mkdir(parents=True); (ent / 'E057_Cheeks_Puffed').mkdir()
+    v = np.arange(12, dtype='<f4').reshape(4, 3)
+    for fr in ('000102', '000105'):
+        v.tofile(ent / f'E001_Neutral_Eyes_Open/{fr}.bin')
+        np.savetxt(ent / f'E001_Neutral_Eyes_Open/{fr}_transform.txt', np.hstack([np.eye(3), [[1.], [2.], [3.]]]))
+    (ent / 'E001_Neutral_Eyes_Open/000102.obj').write_text('v 0 0 0\n')
+    v.tofile(ent / 'E057_Cheeks_Puffed/000900.bin')
+    out = load_multiface(tmp_path, subjects=['6795937'])                        # entity id or folder name
+    seq = out['m--20180227--0000--6795937--GHS']
+    assert [p.name for p in seq['E001_Neutral_Eyes_Open']] == ['000102.obj', '000105.bin']   # one file per frame, .obj first
+    assert list(load_multiface(tmp_path, sequences=['E057_Cheeks_Puffed'])[MULTIFACE_ENTITIES['6795937']]) == ['E057_Cheeks_Puffed']
+    np.testing.assert_array_equal(read_multiface_bin(seq['E001_Neutral_Eyes_Open'][1], n_vertices=4), v)
+    R_t = read_multiface_transform(ent / 'E001_Neutral_Eyes_Open/000105_transform.txt')
+    assert R_t.shape == (3, 4) and R_t[2, 3] == 3
+    with pytest.raises(DatasetError, match=r'subject folder 002421669/ missing \(expected m--20190529--1300--002421669--GHS/\)'):
+        load_multiface(tmp_path, subjects=['6795937', '002421669'])
+    with pytest.raises(DatasetError, match='E099_X/ missing'): load_multiface(tmp_path, sequences=['E099_X'])
+    with pytest.raises(DatasetError, match='the topology has 5'): read_multiface_bin(seq['E001_Neutral_Eyes_Open'][1], n_vertices=5)
+    np.arange(4, dtype='<f4').tofile(tmp_path / 'bad.bin')
+    with pytest.raises(DatasetError, match='multiple of 3'): read_multiface_bin(tmp_path / 'bad.bin')
+    np.array([0, np.nan, 1], dtype='<f4').tofile(tmp_path / 'nan.bin')
+    with pytest.raises(DatasetError, match='NaN'): read_multiface_bin(tmp_path / 'nan.bin')
+    (tmp_path / 't.txt').write_text('1 2 3\n')
+    with pytest.raises(DatasetError, match='3x4 or 4x4'): read_multiface_transform(tmp_path / 't.txt')
+
+def test_realy_barycentric_file(tmp_path):
+    import json
+    rows = [[i, 0.2, 0.3] for i in range(85)]
+    (tmp_path / 'HIFI3D.txt').write_text(json.dumps(rows))
+    fi, w = read_realy_barycentric(tmp_path / 'HIFI3D.txt', n_faces=100)
+    assert fi.dtype == np.int64 and fi[84] == 84 and np.allclose(w[0], [0.2, 0.3, 0.5]) and np.allclose(w.sum(1), 1)
+    with pytest.raises(DatasetError, match=r'\[0, 50\)'): read_realy_barycentric(tmp_path / 'HIFI3D.txt', n_faces=50)
+    (tmp_path / 'x.txt').write_text('not json')
+    with pytest.raises(DatasetError, match='JSON'): read_realy_barycentric(tmp_path / 'x.txt')
+    with pytest.raises(DatasetError, match='does not exist'): read_realy_barycentric(tmp_path / 'none.txt')
+    # numeric subject ids are listed in numeric order, as REALY's ids (1..100)
+    r = tmp_path / 'realy'
+    for sid in ('10', '2'):
+        (r / 'REALY_HIFI3D_keypoints').mkdir(parents=True, exist_ok=True); (r / f'REALY_HIFI3D_keypoints/{sid}.obj').write_text('v 0 0 0\n')
+        (r / f'REALY_scan_region/{sid}').mkdir(parents=True)
+        for g in ('nose', 'mouth', 'forehead', 'cheek'): (r / f'REALY_scan_region/{sid}/{g}.obj').write_text('v 0 0 0\n')
+    assert [it.subject for it in load_realy(r)] == ['2', '10']

@@ -272,6 +272,15 @@ def test_vertex_to_vertex_and_units():
         check_units(torch.rand(20, 3) * 0.002, 'mm')         # 2 micrometres of "mm": surely metres
     assert 'larger unit' in str(w[0].message)
     with pytest.raises(InputError, match='units'): check_units(a, 'inch')
+    with pytest.raises(InputError, match='empty'): vertex_to_vertex(a[:0], b[:0])
+
+def test_normal_and_ratio_bad_input():
+    n = torch.tensor([[0., 0., 1.], [1., 0., 0.]])
+    with pytest.raises(InputError, match='empty'): normal_angles(n[:0], n[:0])
+    with pytest.raises(InputError, match='non-finite'): normal_angles(n.masked_fill(n > 0.5, float('nan')), n)
+    with pytest.raises(InputError, match='non-finite'): mne_facescape(n, n.masked_fill(n > 0.5, float('inf')))
+    with pytest.raises(InputError): normal_angles(n, n[:1])
+    with pytest.raises(InputError, match='NaN'): completion_ratio(torch.tensor([float('nan'), 1.0]))
 
 def test_normal_metrics_hand_computed():
     n1 = torch.tensor([[0., 0., 1.], [1., 0., 0.]]); n2 = torch.tensor([[0., 1., 0.], [1., 0., 0.]])

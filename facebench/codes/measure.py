@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from ..core import InputError, check_tensor
 from .data import (CodeDataset, FACESCAPE_EXPRESSIONS, CODE_CONTROLS, control_matrix, recipe_vector,
-                                  expression_index)
+                                  expression_index, expressible_classes)
 from .pca import Codec, Codes
 from ..metrics.geometry import vertex_to_vertex, per_region
 
@@ -289,11 +289,14 @@ def codes_explorer(codecs: dict,               # name -> Codec (fit on the same 
     synthetic = ds.model is not None
     ids = torch.unique(ds.identity).tolist()
     names = [ds.identity_names[i] if i < len(ds.identity_names) else str(i) for i in ids]
+    # only the classes this set can show: the model's expressible ones (synthetic) or those present in the scans
+    shown = expressible_classes(ds.model) if synthetic else sorted(set(ds.expression.tolist()))
+    classes = [FACESCAPE_EXPRESSIONS[c] for c in shown]
     style = dict(style={'description_width': '120px'}, layout=W.Layout(width='340px'))
     controls = {'identity': W.Dropdown(options=list(zip(names, ids)), value=ids[0], description='identity', **style),
                 'swap': W.Dropdown(options=[('(none)', -1)] + list(zip(names, ids)), value=-1, description='swap z_id from', **style),
                 'mode': W.ToggleButtons(options=['class', 'AU mix'] if synthetic else ['class'], value='class', description='expression'),
-                'class': W.Dropdown(options=list(FACESCAPE_EXPRESSIONS), value='smile', description='class', **style),
+                'class': W.Dropdown(options=classes, value='smile' if 'smile' in classes else classes[0], description='class', **style),
                 'intensity': W.FloatSlider(value=1.0, min=0.0, max=1.5, step=0.05, description='intensity', **style)}
     au = {}
     if synthetic:

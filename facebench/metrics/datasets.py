@@ -11,9 +11,10 @@ import numpy as np
 from ..core import InputError
 
 # %% auto #0
-__all__ = ['MESH_SUFFIXES', 'REALY_REGIONS', 'IMAGE_SUFFIXES', 'DatasetError', 'NoWItem', 'read_pp', 'read_landmarks_3d',
-           'load_now', 'now_prediction', 'REALYItem', 'load_realy', 'load_facescape_tu', 'load_multiface', 'read_pts',
-           'load_landmark_folder']
+__all__ = ['MESH_SUFFIXES', 'REALY_REGIONS', 'MULTIFACE_ENTITIES', 'MULTIFACE_FRAME_SUFFIXES', 'IMAGE_SUFFIXES', 'DatasetError',
+           'NoWItem', 'read_pp', 'read_landmarks_3d', 'load_now', 'now_prediction', 'REALYItem', 'load_realy',
+           'read_realy_barycentric', 'load_facescape_tu', 'load_multiface', 'read_multiface_bin',
+           'read_multiface_transform', 'read_pts', 'load_landmark_folder']
 
 # %% ../../nbs/35_datasets.ipynb #fb310824
 class DatasetError(InputError):
@@ -106,7 +107,7 @@ def load_realy(root) -> list:   # -> [REALYItem]
     problems = [f"{d.name}/ is missing" for d in (kd, sd) if not d.is_dir()]
     _report(r, 'REALY', problems)
     items = []
-    for kp in sorted(kd.glob('*.obj')):
+    for kp in sorted(kd.glob('*.obj'), key=lambda p: (not p.stem.isdigit(), int(p.stem) if p.stem.isdigit() else 0, p.stem)):
         sid = kp.stem
         regs = {g: sd / sid / f'{g}.obj' for g in REALY_REGIONS}
         problems += [f"REALY_scan_region/{sid}/{g}.obj missing" for g, p in regs.items() if not p.is_file()]
@@ -114,6 +115,21 @@ def load_realy(root) -> list:   # -> [REALYItem]
     if not items: problems.append("REALY_HIFI3D_keypoints/ holds no .obj")
     _report(r, 'REALY', problems)
     return items
+
+def read_realy_barycentric(path, n_faces: int|None = None) -> tuple:   # -> (face index (85,), weights (85,3))
+    "REALY's keypoint file `data/<TOPO>.txt`: JSON `[[face, w0, w1], ...]` (85 rows); the third weight is 1 − w0 − w1."
+    import json
+    p = Path(path)
+    if not p.is_file(): raise DatasetError(f"REALY keypoint file {p} does not exist")
+    try: a = np.asarray(json.loads(p.read_text()), dtype=np.float64)
+    except (ValueError, TypeError) as e: raise DatasetError(f"{p}: expected REALY's JSON list of [face_index, w0, w1] rows: {e}") from e
+    if a.shape != (85, 3): raise DatasetError(f"{p}: expected 85 rows of [face_index, w0, w1], got shape {a.shape}")
+    fi = a[:, 0]
+    if not np.all(fi == np.round(fi)) or fi.min() < 0 or (n_faces is not None and fi.max() >= n_faces):
+        raise DatasetError(f"{p}: face indices must be integers in [0, {n_faces if n_faces is not None else 'F'}), got range "
+                           f"[{fi.min():g}, {fi.max():g}]")
+    w = np.stack([a[:, 1], a[:, 2], 1.0 - a[:, 1] - a[:, 2]], 1)
+    return fi.astype(np.int64), w
 
 def load_facescape_tu(root, expressions=None) -> dict:   # -> {(subject, expression): Path}
     "Index FaceScape TU meshes `<id>/models_reg/<k>_<expression>.obj` (optionally only some expressions)."
@@ -133,23 +149,75 @@ def load_facescape_tu(root, expressions=None) -> dict:   # -> {(subject, express
     _report(r, 'FaceScape', problems)
     return out
 
-def load_multiface(root, subjects=None, suffixes=MESH_SUFFIXES) -> dict:   # -> {subject: {sequence: [frame paths]}}
-    "Index Multiface tracked meshes `<subject>/tracked_mesh/<sequence>/<frame>.obj|.ply` (optionally a subject list, e.g. a 10-subject split)."
+# Multiface's 13 released entities, id -> root folder (facebookresearch/multiface documentation/INSTALLATION.md)
+MULTIFACE_ENTITIES = {
+    '002645310': 'm--20190828--1318--002645310--GHS', '002643814': 'm--20180426--0000--002643814--GHS',
+    '002539136': 'm--20180105--0000--002539136--GHS', '7889059': 'm--20180927--0000--7889059--GHS',
+    '002757580': 'm--20171024--0000--002757580--GHS', '2183941': 'm--20180418--0000--2183941--GHS',
+    '5372021': 'm--20180510--0000--5372021--GHS', '8870559': 'm--20180406--0000--8870559--GHS',
+    '6674443': 'm--20180226--0000--6674443--GHS', '5067077': 'm--20190529--1004--5067077--GHS',
+    '002914589': 'm--20181017--0000--002914589--GHS', '6795937': 'm--20180227--0000--6795937--GHS',
+    '002421669': 'm--20190529--1300--002421669--GHS'}
+MULTIFACE_FRAME_SUFFIXES = ('.obj', '.ply', '.bin')   # tracked meshes: .obj (with topology) and .bin (float32 vertices)
+
+def _multiface_id(folder: str) -> str|None:
+    m = re.fullmatch(r'm--\d{8}--\d{4}--(\d+)--GHS', folder)
+    return m.group(1) if m else None
+
+def load_multiface(root,
+                   subjects=None,                      # entity ids ('6795937') or folder names; None: every folder
+                   sequences=None,                     # sequence (expression) names to require, e.g. ['E057_Cheeks_Puffed']; None: all
+                   suffixes=MULTIFACE_FRAME_SUFFIXES,  # frame files, by preference: one file per frame
+                  ) -> dict:                           # {folder: {sequence: [frame path, sorted]}}
+    "Index Multiface tracked meshes `<entity folder>/tracked_mesh/<sequence>/<frame>.obj|.bin` (one file per frame)."
     r = _dir(root, 'Multiface')
     found = {p.name: p for p in sorted(r.iterdir()) if p.is_dir()}
+    by_id = {_multiface_id(k): k for k in found if _multiface_id(k)}
     want = list(subjects) if subjects is not None else list(found)
-    problems, out = [f"subject folder {s}/ missing" for s in want if s not in found], {}
+    problems, out = [], {}
     for s in want:
-        if s not in found: continue
-        tm = found[s] / 'tracked_mesh'
-        if not tm.is_dir(): problems.append(f"{s}/tracked_mesh/ missing"); continue
-        seqs = {q.name: sorted(f for f in q.iterdir() if f.suffix in suffixes) for q in sorted(tm.iterdir()) if q.is_dir()}
-        empty = [k for k, v in seqs.items() if not v]
-        problems += [f"{s}/tracked_mesh/{k}/ holds no mesh" for k in empty]
-        if not seqs: problems.append(f"{s}/tracked_mesh/ has no sequence folder")
-        out[s] = {k: v for k, v in seqs.items() if v}
+        s = str(s)
+        folder = s if s in found else by_id.get(s)
+        if folder is None:
+            hint = f" (expected {MULTIFACE_ENTITIES[s]}/)" if s in MULTIFACE_ENTITIES else ''
+            problems.append(f"subject folder {s}/ missing{hint}"); continue
+        tm = found[folder] / 'tracked_mesh'
+        if not tm.is_dir(): problems.append(f"{folder}/tracked_mesh/ missing"); continue
+        seqs = {}
+        for q in sorted(tm.iterdir()):
+            if not q.is_dir() or (sequences is not None and q.name not in sequences): continue
+            frames = {}
+            for fp in q.iterdir():
+                if fp.suffix in suffixes and not fp.stem.endswith('_transform'):
+                    if fp.stem not in frames or suffixes.index(fp.suffix) < suffixes.index(frames[fp.stem].suffix): frames[fp.stem] = fp
+            if not frames: problems.append(f"{folder}/tracked_mesh/{q.name}/ holds no mesh ({', '.join(suffixes)})")
+            else: seqs[q.name] = [frames[k] for k in sorted(frames)]
+        if sequences is not None:
+            problems += [f"{folder}/tracked_mesh/{q}/ missing" for q in sequences if q not in seqs and not (tm / q).is_dir()]
+        elif not seqs: problems.append(f"{folder}/tracked_mesh/ has no sequence folder")
+        out[folder] = seqs
     _report(r, 'Multiface', problems)
     return out
+
+def read_multiface_bin(path, n_vertices: int|None = None) -> np.ndarray:   # -> (V,3) float32
+    "Vertices of a Multiface tracked-mesh `.bin` (raw little-endian float32 x,y,z; the topology is in the frame's .obj)."
+    p = Path(path)
+    if not p.is_file(): raise DatasetError(f"Multiface vertex file {p} does not exist")
+    a = np.fromfile(p, dtype='<f4')
+    if a.size == 0 or a.size % 3: raise DatasetError(f"{p}: {a.size} float32 values, expected a positive multiple of 3")
+    v = a.reshape(-1, 3)
+    if n_vertices is not None and v.shape[0] != n_vertices: raise DatasetError(f"{p}: {v.shape[0]} vertices, the topology has {n_vertices}")
+    if not np.isfinite(v).all(): raise DatasetError(f"{p}: holds NaN or inf")
+    return v
+
+def read_multiface_transform(path) -> np.ndarray:   # -> (3,4) head pose [R | t]
+    "A Multiface `<frame>_transform.txt` head pose (3 or 4 rows of 4 numbers; the first 3 are [R | t])."
+    p = Path(path)
+    if not p.is_file(): raise DatasetError(f"Multiface head-pose file {p} does not exist")
+    try: a = np.loadtxt(p, ndmin=2)
+    except ValueError as e: raise DatasetError(f"{p}: not a numeric matrix: {e}") from e
+    if a.shape not in ((3, 4), (4, 4)): raise DatasetError(f"{p}: expected a 3x4 or 4x4 matrix, got {a.shape}")
+    return a[:3]
 
 # %% ../../nbs/35_datasets.ipynb #a52bb383
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')

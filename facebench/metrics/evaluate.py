@@ -12,12 +12,13 @@ import torch
 from ..core import InputError
 from ..io import load_mesh
 from .geometry import mesh_metrics, UNIT_TO_MM
-from .protocols import now_evaluate, now_statistics
-from .datasets import DatasetError, MESH_SUFFIXES, load_now, now_prediction, read_pp, read_landmarks_3d
+from .protocols import now_evaluate, now_statistics, realy_evaluate, realy_statistics, REALY_REGIONS
+from .datasets import (DatasetError, MESH_SUFFIXES, load_now, now_prediction, read_pp, read_landmarks_3d, load_realy,
+                                        read_realy_barycentric)
 from .speed import markdown_table
 
 # %% auto #0
-__all__ = ['PROTOCOLS', 'EvalConfig', 'EvalResult', 'run_eval', 'add_eval_parser', 'main_eval']
+__all__ = ['PROTOCOLS', 'EvalConfig', 'EvalResult', 'realy_predictions', 'run_eval', 'add_eval_parser', 'main_eval']
 
 # %% ../../nbs/35a_metrics_evaluate.ipynb #3ec25a54
 PROTOCOLS = ('mesh', 'multiface', 'now', 'realy')
@@ -34,6 +35,10 @@ class EvalConfig:
     align: str = 'rigid'            # mesh/multiface: 'rigid', 'similarity' or 'none'
     regions: Path|None = None       # .npz of GT-vertex index arrays, one per region name (mesh/multiface)
     metrical: bool = False          # NoW metrical variant
+    keypoints: Path|None = None     # realy: the topology's 85 barycentric keypoints (REALY's data/<TOPO>.txt JSON)
+    scale_file: Path|None = None    # realy: data/metrical_scale.txt (error × scale[id−1], mm); without it: scan units
+    vertex_mask: Path|None = None   # realy: optional template vertex mask (0/1 per vertex) for the evaluation surface
+    nonrigid: bool = True           # realy: the published NICP-based error (False: rigid-only approximation)
     plots: bool = False             # cumulative error curves (PNG) and HTML heat-maps per subject
     progress: bool = True           # tqdm bar
     def __post_init__(self):
@@ -43,6 +48,14 @@ class EvalConfig:
             if u not in UNIT_TO_MM: raise InputError(f"units must be one of {sorted(UNIT_TO_MM)}, got {u!r}")
         for name in ('pred', 'gt'):
             if not getattr(self, name).is_dir(): raise InputError(f"--{name} {getattr(self, name)} is not a directory")
+        for name in ('keypoints', 'scale_file', 'vertex_mask'):
+            v = getattr(self, name)
+            if v is not None:
+                setattr(self, name, Path(v))
+                if not Path(v).is_file(): raise InputError(f"`{name}` {v} is not a file")
+        if self.protocol == 'realy' and self.keypoints is None:
+            raise InputError("protocol 'realy' needs the 85 barycentric keypoints of the prediction's topology: pass "
+                             "--realy-keypoints FILE (REALY's data/<TOPO>.txt, JSON rows [face_index, w0, w1])")
 
 @dataclass
 class EvalResult:
@@ -82,6 +95,76 @@ def _cumulative_plot(errors: np.ndarray, path: Path, title: str, xmax: float) ->
     ax.set_xlim(0, xmax); ax.set_ylim(0, 100); ax.set_xlabel('error (mm)'); ax.set_ylabel('% of points'); ax.set_title(title); ax.grid(alpha=.3)
     save_figure(fig, path); plt.close(fig)
     return path
+
+def _read_mask(path: Path, n: int) -> np.ndarray:
+    "REALY's template mask: 0/1 per vertex, separated by commas or whitespace."
+    try: m = np.array(path.read_text().replace(',', ' ').split(), dtype=np.float64)
+    except ValueError as e: raise DatasetError(f"{path}: expected 0/1 values separated by commas or whitespace: {e}") from e
+    if m.shape[0] != n or not np.isin(m, (0, 1)).all():
+        raise DatasetError(f"{path}: expected {n} values of 0 or 1 (one per template vertex), got {m.shape[0]} values in {sorted(set(m.tolist()))[:5]}")
+    return m.astype(bool)
+
+def realy_predictions(pred: Path, subjects: list) -> tuple:   # -> ([(prediction path, subject)], [subject without prediction])
+    "REALY prediction files `<pred>/<id>_*.obj` (or `<id>.obj`) matched to subject ids (numerically, as REALY's `int(name.split('_')[0])`)."
+    ids = {}
+    for s in subjects: ids.setdefault(int(s) if s.isdigit() else s, s)
+    pairs, extra = [], []
+    for p in sorted(pred.glob('*.obj')):
+        head = p.stem.split('_')[0]
+        key = int(head) if head.isdigit() else head
+        (pairs.append((p, ids[key])) if key in ids else extra.append(p.name))
+    if not pairs:
+        raise DatasetError(f"no REALY prediction under {pred}: expected <id>_<name>.obj (or <id>.obj) for the subject ids "
+                           f"{', '.join(subjects[:5])}{' ...' if len(subjects) > 5 else ''}" + (f"; found {', '.join(extra[:5])}" if extra else ''))
+    done = {s for _, s in pairs}
+    return pairs, [s for s in subjects if s not in done]
+
+def _run_realy(cfg: EvalConfig, plots: list) -> tuple:
+    items = {it.subject: it for it in load_realy(cfg.gt)}
+    pairs, missing = realy_predictions(cfg.pred, list(items))
+    scales = None
+    if cfg.scale_file is not None:
+        scales = np.loadtxt(cfg.scale_file, ndmin=1)
+        if scales.ndim != 1 or not np.isfinite(scales).all() or (scales <= 0).any():
+            raise DatasetError(f"{cfg.scale_file}: expected one positive metrical scale per line")
+    rows, pooled, mask, bary = [], [], None, None
+    for p, sid in _progress(pairs, cfg.progress, 'eval realy'):
+        it = items[sid]
+        pm = load_mesh(p, dtype=torch.float64)
+        if bary is None:
+            bary = read_realy_barycentric(cfg.keypoints, n_faces=pm.faces.shape[0])
+            if cfg.vertex_mask is not None: mask = _read_mask(cfg.vertex_mask, pm.vertices.shape[0])
+        fi, w = bary
+        if int(fi.max()) >= pm.faces.shape[0]:
+            raise DatasetError(f"{p}: {pm.faces.shape[0]} faces, but the keypoint file indexes face {int(fi.max())}: not the keypoint file's topology")
+        tri = pm.vertices[pm.faces[torch.from_numpy(fi)]]                          # (85,3,3)
+        kp_pred = (torch.from_numpy(w)[..., None] * tri).sum(1)
+        kp_gt = load_mesh(it.keypoints, dtype=torch.float64).vertices
+        if kp_gt.shape[0] != 85: raise DatasetError(f"{it.keypoints}: {kp_gt.shape[0]} vertices, expected REALY's 85 keypoints")
+        regions = {}
+        for g in REALY_REGIONS:
+            m = load_mesh(it.regions[g], dtype=torch.float64)
+            if m.faces.shape[0] == 0 and cfg.nonrigid: raise DatasetError(f"{it.regions[g]}: no faces; REALY's non-rigid step needs the region's triangles")
+            regions[g] = (m.vertices, m.faces if m.faces.shape[0] else None)
+        scale = 1.0
+        if scales is not None:
+            if not sid.isdigit() or not 1 <= int(sid) <= len(scales):
+                raise DatasetError(f"{cfg.scale_file}: no metrical scale for subject {sid!r} ({len(scales)} lines, indexed by id − 1)")
+            scale = float(scales[int(sid) - 1])
+        r = realy_evaluate(pm.vertices, pm.faces, kp_pred, regions, kp_gt, metrical_scale=scale, nonrigid=cfg.nonrigid, pred_vertex_mask=mask)
+        rows.append({'subject': p.stem, **{g: r.errors[g] for g in REALY_REGIONS}, 'all': r.errors['all']})
+        pooled.append(torch.cat([r.per_vertex[g] for g in REALY_REGIONS]).numpy())
+        if cfg.plots:
+            from facebench.viz import compare_figure, save_html
+            (cfg.out / 'heatmaps').mkdir(exist_ok=True)
+            unit = 'mm' if scales is not None else 'scan units'
+            fig = compare_figure([dict(vertices=regions[g][0], faces=regions[g][1], values=r.per_vertex[g]) for g in REALY_REGIONS],
+                                 titles=[f"{g}: {r.errors[g]:.3f}" for g in REALY_REGIONS], value_title=f'error ({unit})')
+            plots.append(save_html(fig, cfg.out / 'heatmaps' / f"{p.stem}.html", title=f'facebench eval realy: {p.stem} (error on the GT scan regions, {unit})'))
+    st = realy_statistics(rows)
+    summary = {**st}
+    table_rows = rows + [{'subject': k, **st[k], 'all': st['all'] if k == 'mean' else ''} for k in ('mean', 'median', 'std')]
+    return rows, summary, table_rows, missing, pooled, plots
 
 def run_eval(cfg: EvalConfig) -> EvalResult:
     "Evaluate `cfg.pred` against `cfg.gt` with `cfg.protocol`; write results.csv and results.md (and plots) to `cfg.out`."
@@ -126,18 +209,22 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
         table_rows = rows + [{'subject': 'pooled (all scan vertices)', 'challenge': '', 'median_mm': summary['pooled']['median'],
                               'mean_mm': summary['pooled']['mean'], 'std_mm': summary['pooled']['std']}]
     else:
-        raise InputError("protocol 'realy' needs REALY's barycentric keypoint template of your topology; the CLI does not "
-                         "wire it yet: call facebench.metrics.protocols.realy_region_errors per subject "
-                         "(load the folder with facebench.metrics.datasets.load_realy)")
+        rows, summary, table_rows, missing, pooled, plots = _run_realy(cfg, plots)
     csv_path = cfg.out / 'results.csv'
     cols = list(dict.fromkeys(k for r in table_rows for k in r))
     with open(csv_path, 'w', newline='') as fh:
         w = csv.DictWriter(fh, fieldnames=cols); w.writeheader(); w.writerows(table_rows)
     md = cfg.out / 'results.md'
     head = f"# facebench eval: {cfg.protocol}\n\n{len(rows)} evaluated, {len(missing)} without prediction.\n\n"
+    if cfg.protocol == 'realy':
+        head += ("REALY " + ("published protocol (gICP, rICP, non-rigid ICP error)" if cfg.nonrigid else "rigid-only approximation (no NICP step)")
+                 + "; errors " + ("in mm (× metrical scale)" if cfg.scale_file else "in REALY scan units (no --realy-scale)")
+                 + "; 'all' = mean of the region means.\n\n")
     md.write_text(head + markdown_table([{c: r.get(c, '') for c in cols} for r in table_rows]) + '\n')
     if cfg.plots and pooled:
-        plots.append(_cumulative_plot(np.concatenate(pooled), cfg.out / 'cumulative_error.png', f'{cfg.protocol}: cumulative error', 8.0))
+        e = np.concatenate(pooled)
+        xmax = 8.0 if cfg.protocol != 'realy' or cfg.scale_file else max(float(np.percentile(e, 99.5)), 1e-9)
+        plots.append(_cumulative_plot(e, cfg.out / 'cumulative_error.png', f'{cfg.protocol}: cumulative error', xmax))
     return EvalResult(rows, summary, csv_path, md, missing, plots, time.perf_counter() - t0)
 
 # %% ../../nbs/35a_metrics_evaluate.ipynb #947dcc9d
@@ -153,6 +240,10 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument('--align', choices=('rigid', 'similarity', 'none'), default='rigid')
     e.add_argument('--regions', type=Path, default=None, help='.npz of GT vertex indices per region')
     e.add_argument('--metrical', action='store_true', help='NoW metrical variant')
+    e.add_argument('--realy-keypoints', type=Path, default=None, help="REALY: the topology's 85 barycentric keypoints (REALY data/<TOPO>.txt)")
+    e.add_argument('--realy-scale', type=Path, default=None, help='REALY: data/metrical_scale.txt (errors in mm); without it, scan units')
+    e.add_argument('--realy-mask', type=Path, default=None, help='REALY: template vertex mask (0/1 per vertex) for the evaluation surface')
+    e.add_argument('--realy-rigid-only', action='store_true', help='REALY: skip the non-rigid step (approximation, not the published protocol)')
     e.add_argument('--plots', action='store_true', help='cumulative error curve (PNG) and HTML heat-maps')
     e.add_argument('--quiet', action='store_true', help='no progress bar')
     return e
@@ -161,6 +252,8 @@ def main_eval(args) -> int:
     "Run `facebench eval` from parsed arguments; prints where the results are."
     cfg = EvalConfig(pred=args.pred, gt=args.gt, out=args.out, protocol=args.protocol, pred_units=args.pred_units,
                      gt_units=args.gt_units, align=args.align, regions=args.regions, metrical=args.metrical,
+                     keypoints=getattr(args, 'realy_keypoints', None), scale_file=getattr(args, 'realy_scale', None),
+                     vertex_mask=getattr(args, 'realy_mask', None), nonrigid=not getattr(args, 'realy_rigid_only', False),
                      plots=args.plots, progress=not args.quiet)
     res = run_eval(cfg)
     print(f"evaluated {len(res.rows)} ({len(res.missing)} without prediction) in {res.seconds:.1f} s: {res.csv}, {res.markdown}"

@@ -603,6 +603,7 @@ def vertex_to_vertex(pred,   # (...,V,3) predicted vertices
         raise InputError(f"vertex_to_vertex needs meshes of the same topology: `pred` has shape {tuple(p.shape)}, `gt` "
                          f"{tuple(t.shape)}; use point_to_surface / chamfer_distance for different topologies")
     check_tensor(p, 'pred', (*p.shape[:-1], 3)); check_tensor(t, 'gt', (*t.shape[:-1], 3))
+    if p.dim() < 2 or p.shape[-2] == 0: raise InputError(f"vertex_to_vertex got empty meshes: shape {tuple(p.shape)}, expected (...,V,3) with V >= 1")
     return ((p - t.to(p)) ** 2).sum(-1).sqrt()
 
 @dataclass
@@ -749,16 +750,23 @@ def per_region(values,            # (V,) or (...,V) per-vertex values (e.g. dist
     return out
 
 # %% ../../nbs/30_metrics_geometry.ipynb #3969b96e
+def _check_normals(n_pred, n_gt):
+    a, b = torch.as_tensor(n_pred), torch.as_tensor(n_gt)
+    check_tensor(a, 'n_pred', (*a.shape[:-1], 3)); check_tensor(b, 'n_gt', (*a.shape[:-1], 3))
+    if a.dim() < 2 or a.shape[-2] == 0: raise InputError(f"`n_pred` is empty: shape {tuple(a.shape)}, expected (...,N,3) with N >= 1")
+
 def normal_angles(n_pred,   # (...,N,3) normals (normalised here)
                   n_gt,     # (...,N,3)
                  ) -> Tensor:  # (...,N) angle in radians in [0, pi]
     "Angle between corresponding normals."
+    _check_normals(n_pred, n_gt)
     a = torch.nn.functional.normalize(torch.as_tensor(n_pred), dim=-1, eps=1e-20)
     b = torch.nn.functional.normalize(torch.as_tensor(n_gt).to(a), dim=-1, eps=1e-20)
     return torch.atan2(torch.linalg.cross(a, b).norm(dim=-1), (a * b).sum(-1))   # stable near 0 and pi
 
 def mne_facescape(n_pred, n_gt) -> Tensor:   # (...,N,3) each -> () radians
     "FaceScape's 'normal mean error': mean angle after mapping each unit normal n to (n+1)/|n+1| (its quirk, kept on purpose)."
+    _check_normals(n_pred, n_gt)
     a = torch.nn.functional.normalize(torch.as_tensor(n_pred), dim=-1, eps=1e-20)
     b = torch.nn.functional.normalize(torch.as_tensor(n_gt).to(a), dim=-1, eps=1e-20)
     tr = lambda n: torch.nn.functional.normalize(n + 1, dim=-1, eps=1e-20)
@@ -781,6 +789,7 @@ def completion_ratio(distances,            # (N,) GT-to-prediction distances
     "Share of GT points within `threshold` of the prediction (CR@threshold)."
     d = torch.as_tensor(distances)
     if d.numel() == 0: raise InputError("`distances` is empty")
+    if not bool(torch.isfinite(d).all()): raise InputError(f"`distances` contains {int((~torch.isfinite(d)).sum())} NaN/inf value(s)")
     return float((d < threshold).double().mean() if strict else (d <= threshold).double().mean())
 
 @dataclass

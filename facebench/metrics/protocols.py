@@ -13,9 +13,10 @@ from .geometry import (_as_points, _as_faces, SimilarityTransform, umeyama, poin
                                         region_faces, mesh_metrics, MeshMetrics, UNIT_TO_MM, check_units)
 
 # %% auto #0
-__all__ = ['NOW_LANDMARKS_68', 'REALY_KEYPOINTS', 'REALY_ICP_KEYPOINTS', 'now_crop', 'NoWResult', 'scan_to_mesh_icp',
-           'now_evaluate', 'now_statistics', 'realy_fit_rt', 'realy_region_icp', 'realy_region_errors',
-           'multiface_table']
+__all__ = ['NOW_LANDMARKS_68', 'REALY_KEYPOINTS', 'REALY_REGIONS', 'REALY_ICP_KEYPOINTS', 'REALY_EVAL_KEYPOINTS', 'now_crop',
+           'NoWResult', 'scan_to_mesh_icp', 'now_evaluate', 'now_statistics', 'realy_fit_rt', 'realy_region_icp',
+           'REALYNICPConfig', 'realy_nicp', 'realy_bidirectional_error', 'REALYResult', 'realy_evaluate',
+           'realy_region_errors', 'realy_rigid_region_errors', 'realy_statistics', 'multiface_table']
 
 # %% ../../nbs/31_metrics_protocols.ipynb #4189733f
 NOW_LANDMARKS_68 = (36, 39, 42, 45, 33, 48, 54)
@@ -109,7 +110,9 @@ def now_evaluate(pred_vertices,            # (V,3) predicted mesh
 def now_statistics(distances: list) -> dict:   # list of (N_i,) -> {'median','mean','std'} in mm
     "NoW's summary: median, mean and std of all scan-vertex distances of all images pooled (not per-image averages)."
     if not len(distances): raise InputError("`distances` is empty: no image was evaluated")
-    d = np.concatenate([np.asarray(torch.as_tensor(x).double()) for x in distances])
+    d = np.concatenate([np.asarray(torch.as_tensor(x).double()).reshape(-1) for x in distances])
+    if d.size == 0: raise InputError("`distances` holds no distance: every image's cropped scan was empty")
+    if not np.isfinite(d).all(): raise InputError(f"`distances` contains {int((~np.isfinite(d)).sum())} NaN/inf value(s)")
     return {'median': float(np.median(d)), 'mean': float(d.mean()), 'std': float(d.std())}
 
 # %% ../../nbs/31_metrics_protocols.ipynb #bffc97bb
@@ -121,7 +124,9 @@ REALY_KEYPOINTS = {
     'cheek': list(range(48, 61)) + [64, 76, 77, 36, 41, 40, 39, 42, 47, 46, 45, 7, 8, 9],
     'seven_keypoints': [36, 39, 42, 45, 33, 48, 54],
 }
-REALY_ICP_KEYPOINTS = {'forehead': 'forehead', 'mouth': 'mouth', 'nose': 'nose_part', 'cheek': 'cheek'}
+REALY_REGIONS = ('nose', 'mouth', 'forehead', 'cheek')
+REALY_ICP_KEYPOINTS = {'forehead': 'forehead', 'mouth': 'mouth', 'nose': 'nose_part', 'cheek': 'cheek'}   # rICP
+REALY_EVAL_KEYPOINTS = {'forehead': 'forehead', 'mouth': 'mouth', 'nose': 'nose', 'cheek': None}          # NICP
 
 def realy_fit_rt(source, target, with_scale: bool = True) -> SimilarityTransform:   # (N,3) each
     "REALY's `fit_icp_RT`: R from the SVD without reflection fix; scale = Σ|target−mean| / Σ|R(source−mean)| (L1)."
@@ -137,41 +142,244 @@ def realy_fit_rt(source, target, with_scale: bool = True) -> SimilarityTransform
 def realy_region_icp(pred_vertices, pred_faces, pred_keypoints, scan_region, gt_keypoints,
                      cheek: bool = False, max_iterations: int = 100, tol: float = 1e-6) -> tuple:
     "REALY's rICP for one region: rigid fits on [closest surface points; replicated keypoints]; returns (moved vertices, moved keypoints)."
+    V, K, _ = _realy_region_icp(pred_vertices, pred_faces, pred_keypoints, scan_region, gt_keypoints, cheek, max_iterations, tol)
+    return V, K
+
+def _realy_region_icp(pred_vertices, pred_faces, pred_keypoints, scan_region, gt_keypoints, cheek, max_iterations, tol) -> tuple:
     V = _as_points(pred_vertices, 'pred_vertices').double(); f = _as_faces(pred_faces, V.shape[0])
     K = _as_points(pred_keypoints, 'pred_keypoints').double(); S = _as_points(scan_region, 'scan_region').double()
     G = _as_points(gt_keypoints, 'gt_keypoints').double()
+    if K.shape != G.shape: raise InputError(f"`pred_keypoints` {tuple(K.shape)} and `gt_keypoints` {tuple(G.shape)} must match")
     rate = S.shape[0] / K.shape[0] / (4 if cheek else 1)
     rep = max(int(rate), 1)
     Kr, Gr = K.repeat(rep, 1), G.repeat(rep, 1)
-    prev = None
+    prev = 0.0                                                     # as the reference: the first test is against 0
+    total = SimilarityTransform.identity()
     for _ in range(max_iterations):
         P = point_to_surface(S, V, f).closest
         T = realy_fit_rt(torch.cat([P, Kr]), torch.cat([S, Gr]), with_scale=False)
         err = float(((T.apply(torch.cat([P, Kr])) - torch.cat([S, Gr])) ** 2).sum(-1).mean())
-        if prev is not None and abs(err - prev) < tol: break      # as the reference, the last fit is not applied
+        if abs(err - prev) < tol: break                            # as the reference, the last fit is not applied
         prev = err
         V, Kr, K = T.apply(V), T.apply(Kr), T.apply(K)
-    return V, K
+        total = T.compose(total)
+    return V, K, total
 
-def realy_region_errors(pred_vertices, pred_faces, pred_keypoints85, scan_regions: dict, gt_keypoints85,
-                        metrical_scale: float = 1.0) -> dict:
-    "Global 7-keypoint alignment, then per region rICP and the mean scan-region-vertex distance × metrical_scale (no NICP step)."
-    V = _as_points(pred_vertices, 'pred_vertices').double()
+@dataclass
+class REALYNICPConfig:
+    "The constants of REALY's non-rigid ICP (`utils/eval.py`, `utils/NICP.py`); distances are in scan units."
+    epsilon: float = 1.0                 # stop a stage when ‖X − X_prev‖ ≤ epsilon·0.5^k
+    gamma: float = 1.0                   # weight of the translation row in the stiffness term
+    alpha: float = 50.0                  # stiffness weight of the first data stage (× e^(−0.5k) per stage)
+    alpha_keypoint_stage: float = 150.0  # stiffness weight of the keypoint-only stage 0
+    keypoint_weight: float = 50.0        # keypoint weight of stage 0; later 50·e^(−0.9n)/10 (n = solves so far)
+    gating_floor: float = 1.0            # data term kept where the NN distance < max(2·mean NN distance, gating_floor)
+    max_steps_keypoints: int = 11        # solves per data stage with keypoints (REALY: `step > 10` stops)
+    max_steps_free: int = 100            # solves per stage without keypoints (REALY: unbounded)
+    ridge: float = 1e-12                 # relative Tikhonov weight towards the identity transform (0 = none)
+
+def _edge_incidence(faces: np.ndarray, n: int):
+    "(E,N) sparse node-arc incidence of the unique undirected edges of `faces`."
+    import scipy.sparse as sp
+    e = np.concatenate([faces[:, [0, 1]], faces[:, [0, 2]], faces[:, [1, 2]]])
+    e = np.unique(np.sort(e, axis=1), axis=0)
+    rows = np.repeat(np.arange(len(e)), 2)
+    return sp.csr_matrix((np.tile([1.0, -1.0], len(e)), (rows, e.reshape(-1))), shape=(len(e), n))
+
+def _homogeneous_rows(v: np.ndarray):
+    "(N,4N) sparse D with row i = [x_i, y_i, z_i, 1] in columns 4i..4i+3, so that D X stacks x̃_iᵀ X_i."
+    import scipy.sparse as sp
+    n = v.shape[0]
+    data = np.concatenate([v, np.ones((n, 1))], 1).reshape(-1)
+    return sp.csr_matrix((data, (np.repeat(np.arange(n), 4), np.arange(4 * n))), shape=(n, 4 * n))
+
+def realy_nicp(scan_vertices,                 # (N,3) GT scan region (the template that is deformed)
+               scan_faces,                    # (F,3) its triangles (define the stiffness edges)
+               targets,                       # (M,3) target points (REALY: the closest points of the scan on the prediction)
+               keypoint_index=None,           # (K,) scan vertices tied to keypoints, or None (REALY's cheek)
+               keypoint_targets=None,         # (K,3) where those vertices should go (the prediction's keypoints)
+               config: REALYNICPConfig|None = None,
+              ) -> Tensor:                    # (N,3) deformed scan vertices, float64
+    "REALY's non-rigid ICP: per-vertex affine transforms, edge stiffness, gated nearest-target data term, optional keypoints."
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import splu
+    from scipy.spatial import cKDTree
+    c = config or REALYNICPConfig()
+    S = _as_points(scan_vertices, 'scan_vertices').double().cpu().numpy()
+    n = S.shape[0]
+    f = _as_faces(scan_faces, n, 'scan_faces').cpu().numpy()
+    Tg = _as_points(targets, 'targets').double().cpu().numpy()
+    with_kp = keypoint_index is not None
+    if with_kp:
+        idx = torch.as_tensor(np.asarray(keypoint_index)).long().reshape(-1).numpy()
+        if idx.size == 0 or idx.min() < 0 or idx.max() >= n:
+            raise InputError(f"`keypoint_index` must hold 1+ indices in [0, {n}), got {idx.size} in "
+                             f"[{idx.min() if idx.size else '-'}, {idx.max() if idx.size else '-'}]")
+        Kt = _as_points(keypoint_targets, 'keypoint_targets').double().cpu().numpy()
+        if Kt.shape[0] != idx.size: raise InputError(f"`keypoint_targets` has {Kt.shape[0]} rows for {idx.size} keypoint indices")
+        kp_mask = np.zeros(n, bool); kp_mask[idx] = True
+        kp_target = np.zeros((n, 3))
+        for j, i in enumerate(idx): kp_target[i] = Kt[j]          # duplicate indices: the last one wins, as in the reference
+    L = (lambda M: (M.T @ M).tocsr())(_edge_incidence(f, n))     # graph Laplacian MᵀM
+    G2 = np.diag([1.0, 1.0, 1.0, c.gamma]) ** 2
+    stiff = sp.kron(L, G2, format='csr')                          # (αA1)ᵀ(αA1) / α²
+    stiff_kp = sp.kron(L, np.diag([2.0, 2.0, 3.0, 2 * c.gamma]) ** 2, format='csr') if with_kp else None
+    X_id = np.tile(np.vstack([np.eye(3), np.zeros((1, 3))]), (n, 1))
+    tree = cKDTree(Tg)
+    cur = S.copy()
+    X, X_prev = np.ones((4 * n, 3)), np.zeros((4 * n, 3))
+    count = 0
+
+    def solve(alpha, stiffness, w_data, w_kp, nn_targets):
+        D = _homogeneous_rows(cur)
+        wd2 = np.zeros(n) if w_data is None else w_data ** 2
+        wk2 = np.zeros(n) if w_kp is None else w_kp ** 2
+        AtA = (alpha ** 2) * stiffness + D.T @ sp.diags(wd2 + wk2) @ D
+        rhs = wd2[:, None] * nn_targets + (wk2[:, None] * kp_target if w_kp is not None else 0.0)
+        AtB = D.T @ rhs
+        if c.ridge > 0:
+            lam = c.ridge * float(AtA.diagonal().mean())
+            AtA = AtA + lam * sp.identity(4 * n, format='csr'); AtB = AtB + lam * X_id
+        try: Xn = splu(AtA.tocsc()).solve(np.ascontiguousarray(AtB))
+        except RuntimeError as e: raise InputError(f"REALY non-rigid ICP: singular system ({e}); the scan region needs "
+                                                   "connected triangles and keypoints or data points on every component") from e
+        if not np.isfinite(Xn).all(): raise InputError("REALY non-rigid ICP produced non-finite transforms (singular system)")
+        return Xn, np.asarray(D @ Xn)
+
+    if with_kp:
+        for stage in range(4):
+            alpha = c.alpha_keypoint_stage if stage == 0 else c.alpha * np.exp(-0.5 * (stage - 1))
+            eps = c.epsilon * 0.5 ** (stage - 1)
+            step = 0
+            while np.linalg.norm(X - X_prev) > eps and step < c.max_steps_keypoints:
+                X_prev = X
+                d, j = tree.query(cur)
+                w = (d < max(2 * d.mean(), c.gating_floor)).astype(np.float64)
+                wk = kp_mask * (c.keypoint_weight if stage == 0 else c.keypoint_weight * np.exp(-0.9 * count) / 10.0)
+                X, cur = solve(alpha, stiff_kp if stage == 0 else stiff, None if stage == 0 else w, wk, Tg[j])
+                step += 1; count += 1
+                if stage == 0: break
+    else:
+        for stage in range(3):
+            alpha, eps, step = c.alpha * np.exp(-0.5 * stage), c.epsilon * 0.5 ** stage, 0
+            while np.linalg.norm(X - X_prev) > eps and step < c.max_steps_free:
+                X_prev = X
+                d, j = tree.query(cur)
+                w = (d < max(2 * d.mean(), c.gating_floor)).astype(np.float64)
+                X, cur = solve(alpha, stiff, w, None, Tg[j])
+                step += 1
+    return torch.from_numpy(cur)
+
+def _masked_faces(faces: Tensor, vertex_mask, n_vertices: int) -> Tensor:
+    "The triangles whose 3 vertices are in `vertex_mask` (REALY's template mask), or all of them."
+    if vertex_mask is None: return faces
+    m = torch.as_tensor(np.asarray(vertex_mask)).reshape(-1).bool()
+    if m.shape[0] != n_vertices: raise InputError(f"`pred_vertex_mask` has {m.shape[0]} entries, the prediction {n_vertices} vertices")
+    keep = faces[m[faces].all(1)]
+    if keep.shape[0] == 0: raise InputError(f"`pred_vertex_mask` ({int(m.sum())} of {n_vertices} vertices set) keeps no triangle of the prediction")
+    return keep
+
+def realy_bidirectional_error(pred_vertices,          # (V,3) the regionally aligned prediction
+                              pred_faces,             # (F,3)
+                              scan_vertices,          # (N,3) GT scan region
+                              scan_faces,             # (Fs,3)
+                              pred_keypoints=None,    # (K,3) the prediction's region keypoints (None: cheek, no keypoints)
+                              gt_keypoints=None,      # (K,3) the GT keypoints of the region (the scan vertex nearest each is tied)
+                              config: REALYNICPConfig|None = None,
+                              pred_vertex_mask=None,  # (V,) bool: only triangles with 3 kept vertices (REALY's template mask)
+                             ) -> tuple:              # (per-vertex errors (N,), deformed scan (N,3))
+    "REALY's error for one region: NICP of the scan onto its closest points, then ‖closest(deformed) − scan‖ per scan vertex."
+    V = _as_points(pred_vertices, 'pred_vertices').double(); f = _masked_faces(_as_faces(pred_faces, V.shape[0], 'pred_faces'), pred_vertex_mask, V.shape[0])
+    S = _as_points(scan_vertices, 'scan_vertices').double()
+    if (pred_keypoints is None) != (gt_keypoints is None): raise InputError("give both `pred_keypoints` and `gt_keypoints`, or neither")
+    kp_idx = None
+    if gt_keypoints is not None:
+        from scipy.spatial import cKDTree
+        G = _as_points(gt_keypoints, 'gt_keypoints').double()
+        kp_idx = cKDTree(S.numpy()).query(G.numpy())[1]
+        pred_keypoints = _as_points(pred_keypoints, 'pred_keypoints').double()
+    P0 = point_to_surface(S, V, f).closest
+    Sd = realy_nicp(S, scan_faces, P0, kp_idx, pred_keypoints, config)
+    P1 = point_to_surface(Sd, V, f).closest
+    return (P1 - S).norm(dim=-1), Sd
+
+@dataclass
+class REALYResult:
+    "One subject's REALY evaluation."
+    errors: dict          # region -> mean error × metrical scale, and 'all' = mean of the regions
+    per_vertex: dict      # region -> (N_r,) per-scan-vertex errors × metrical scale
+    aligned: dict         # region -> (V,3) the regionally aligned prediction
+    deformed: dict        # region -> (N_r,3) the deformed scan region (empty for the rigid-only variant)
+    global_transform: SimilarityTransform   # gICP: prediction -> scan frame
+
+def _region_mesh(region, item) -> tuple:
+    if isinstance(item, (tuple, list)) and len(item) == 2: return item[0], item[1]
+    if hasattr(item, 'vertices') and hasattr(item, 'faces'): return item.vertices, item.faces
+    return item, None
+
+def realy_evaluate(pred_vertices,          # (V,3) predicted mesh (REALY's template topology)
+                   pred_faces,             # (F,3)
+                   pred_keypoints85,       # (85,3) the prediction's keypoints (barycentric points of the template)
+                   scan_regions: dict,     # region -> (vertices (N,3), faces (F,3)) or a mesh; regions among nose/mouth/forehead/cheek
+                   gt_keypoints85,         # (85,3) REALY_HIFI3D_keypoints/<id>.obj
+                   metrical_scale: float = 1.0,   # data/metrical_scale.txt[id-1]: scan units -> mm
+                   nonrigid: bool = True,  # the published protocol; False = rICP then point-to-surface (approximate)
+                   pred_vertex_mask=None,  # (V,) REALY's optional template mask (evaluation surface only)
+                   config: REALYNICPConfig|None = None,
+                   max_iterations: int = 100,
+                  ) -> REALYResult:
+    "REALY for one subject: gICP on 7 keypoints, per-region rICP, then (published) the NICP-based error per region."
+    V = _as_points(pred_vertices, 'pred_vertices').double(); f = _as_faces(pred_faces, V.shape[0], 'pred_faces')
     K = _as_points(pred_keypoints85, 'pred_keypoints85').double(); G = _as_points(gt_keypoints85, 'gt_keypoints85').double()
-    if K.shape[0] != 85 or G.shape[0] != 85: raise InputError(f"REALY needs 85 keypoints, got {K.shape[0]} and {G.shape[0]}")
+    if K.shape[0] != 85 or G.shape[0] != 85: raise InputError(f"REALY needs 85 keypoints, got {K.shape[0]} (prediction) and {G.shape[0]} (GT)")
+    if not scan_regions: raise InputError(f"`scan_regions` is empty; expected some of {REALY_REGIONS}")
+    if not np.isfinite(metrical_scale) or metrical_scale <= 0: raise InputError(f"`metrical_scale` must be positive, got {metrical_scale}")
     seven = REALY_KEYPOINTS['seven_keypoints']
     T = realy_fit_rt(K[seven], G[seven], with_scale=True)
     V, K = T.apply(V), T.apply(K)
-    out = {}
-    for region, S in scan_regions.items():
-        if region not in REALY_ICP_KEYPOINTS: raise InputError(f"unknown REALY region {region!r}; expected {sorted(REALY_ICP_KEYPOINTS)}")
+    errors, per_vertex, aligned, deformed = {}, {}, {}, {}
+    for region, item in scan_regions.items():
+        if region not in REALY_ICP_KEYPOINTS: raise InputError(f"unknown REALY region {region!r}; expected {list(REALY_REGIONS)}")
+        sv, sf = _region_mesh(region, item)
+        S = _as_points(sv, f'scan_regions[{region!r}]').double()
         idx = REALY_KEYPOINTS[REALY_ICP_KEYPOINTS[region]]
-        Vr, _ = realy_region_icp(V, pred_faces, K[idx], S, G[idx], cheek=region == 'cheek')
-        out[region] = float(point_to_surface(S, Vr, pred_faces).distances.mean()) * metrical_scale
-    out['all'] = float(np.mean([out[r] for r in scan_regions]))
+        Vr, _, Tr = _realy_region_icp(V, f, K[idx], S, G[idx], region == 'cheek', max_iterations, 1e-6)
+        if nonrigid:
+            if sf is None: raise InputError(f"the published REALY error deforms the scan region: give scan_regions[{region!r}] as (vertices, faces)")
+            ev = REALY_EVAL_KEYPOINTS[region]
+            Kev = Tr.apply(K[REALY_KEYPOINTS[ev]]) if ev else None   # = the barycentric keypoints of the aligned prediction
+            d, Sd = realy_bidirectional_error(Vr, f, S, sf, Kev, G[REALY_KEYPOINTS[ev]] if ev else None, config, pred_vertex_mask)
+            deformed[region] = Sd
+        else:
+            d = point_to_surface(S, Vr, _masked_faces(f, pred_vertex_mask, V.shape[0])).distances
+        per_vertex[region] = d * metrical_scale
+        errors[region] = float(d.mean()) * metrical_scale
+        aligned[region] = Vr
+    errors['all'] = float(np.mean([errors[r] for r in scan_regions]))
+    return REALYResult(errors, per_vertex, aligned, deformed, T)
+
+def realy_region_errors(pred_vertices, pred_faces, pred_keypoints85, scan_regions: dict, gt_keypoints85,
+                        metrical_scale: float = 1.0, **kwargs) -> dict:   # -> {region: error, 'all': mean of regions}
+    "The published REALY errors (gICP, rICP, NICP-based distance) × metrical_scale; `scan_regions` maps region -> (vertices, faces)."
+    return realy_evaluate(pred_vertices, pred_faces, pred_keypoints85, scan_regions, gt_keypoints85, metrical_scale, nonrigid=True, **kwargs).errors
+
+def realy_rigid_region_errors(pred_vertices, pred_faces, pred_keypoints85, scan_regions: dict, gt_keypoints85,
+                              metrical_scale: float = 1.0, **kwargs) -> dict:   # -> {region: error, 'all': ...}
+    "Approximate REALY variant without the NICP step: mean scan-vertex to surface distance after gICP and rICP."
+    return realy_evaluate(pred_vertices, pred_faces, pred_keypoints85, scan_regions, gt_keypoints85, metrical_scale, nonrigid=False, **kwargs).errors
+
+def realy_statistics(rows: list) -> dict:   # [{region: error}] per subject -> {'mean'|'median'|'std': {region: value}, 'all': float}
+    "REALY's summary over subjects: per-region mean, median and sample std (ddof=1), and 'all' = mean of the region means."
+    if not rows: raise InputError("`rows` is empty: no subject was evaluated")
+    regions = [r for r in REALY_REGIONS if all(r in row for row in rows)]
+    if not regions: raise InputError(f"no REALY region ({', '.join(REALY_REGIONS)}) is present in every row")
+    a = {r: np.array([row[r] for row in rows], dtype=np.float64) for r in regions}
+    out = {'mean': {r: float(v.mean()) for r, v in a.items()}, 'median': {r: float(np.median(v)) for r, v in a.items()},
+           'std': {r: float(v.std(ddof=1)) if len(v) > 1 else float('nan') for r, v in a.items()}}
+    out['all'] = float(np.mean(list(out['mean'].values())))
     return out
 
-# %% ../../nbs/31_metrics_protocols.ipynb #b4aaba4b
+# %% ../../nbs/31_metrics_protocols.ipynb #b03368e8
 def multiface_table(pairs: list,               # [(name, pred_vertices, pred_faces, gt_vertices, gt_faces)]
                     units: str = 'm',
                     regions: dict|None = None, # GT vertex regions (face, eyes, nose, mouth, ears)
