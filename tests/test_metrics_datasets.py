@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from facebench.metrics.datasets import (DatasetError, load_now, now_prediction, read_pp, read_landmarks_3d, load_realy, load_facescape_tu,
                                         load_multiface, read_pts, load_landmark_folder, read_realy_barycentric, MULTIFACE_ENTITIES,
-                                        read_multiface_bin, read_multiface_transform)
+                                        read_multiface_bin, read_multiface_transform, multiface_subject_id)
 
 def pp_text(n=7):
     return '<!DOCTYPE PickedPoints>\n<PickedPoints>\n' + ''.join(f' <point x="{i}.5" y="{-i}" z="2" active="1" name="{i}"/>\n' for i in range(n)) + '</PickedPoints>\n'
@@ -82,9 +82,13 @@ def test_multiface_real_layout(tmp_path):
     with pytest.raises(DatasetError, match=r'subject folder 002421669/ missing \(expected m--20190529--1300--002421669--GHS/\)'):
         load_multiface(tmp_path, subjects=['6795937', '002421669'])
     with pytest.raises(DatasetError, match='E099_X/ missing'): load_multiface(tmp_path, sequences=['E099_X'])
-    with pytest.raises(DatasetError, match='the topology has 5'): read_multiface_bin(seq['E001_Neutral_Eyes_Open'][1], n_vertices=5)
-    np.arange(4, dtype='<f4').tofile(tmp_path / 'bad.bin')
-    with pytest.raises(DatasetError, match='multiple of 3'): read_multiface_bin(tmp_path / 'bad.bin')
+    with pytest.raises(DatasetError, match=r'48 bytes, expected 12 x 5 = 60 bytes.*holds 4 vertices'):
+        read_multiface_bin(seq['E001_Neutral_Eyes_Open'][1], n_vertices=5)
+    np.arange(4, dtype='<f4').tofile(tmp_path / 'bad.bin')                       # 16 bytes: not whole vertices
+    with pytest.raises(DatasetError, match='16 bytes, expected a positive multiple of 12'): read_multiface_bin(tmp_path / 'bad.bin')
+    (tmp_path / 'odd.bin').write_bytes(b'\0' * 13)                                # not even whole float32 values
+    with pytest.raises(DatasetError, match=r'13 bytes, expected 12 x 1 = 12'): read_multiface_bin(tmp_path / 'odd.bin', n_vertices=1)
+    assert multiface_subject_id(MULTIFACE_ENTITIES['002421669']) == '002421669' and multiface_subject_id('S1') == 'S1'
     np.array([0, np.nan, 1], dtype='<f4').tofile(tmp_path / 'nan.bin')
     with pytest.raises(DatasetError, match='NaN'): read_multiface_bin(tmp_path / 'nan.bin')
     (tmp_path / 't.txt').write_text('1 2 3\n')

@@ -144,3 +144,154 @@ def test_realy_eval_errors(tmp_path):
     with pytest.raises(DatasetError, match='85 rows'): run_eval(cfg())
     (tmp_path / 'TOPO.txt').write_text(json.dumps([[10 ** 6, 0.3, 0.3]] * 85))
     with pytest.raises(DatasetError, match='face indices'): run_eval(cfg())
+
+# ---------------------------------------------------------------- Multiface
+MF_A, MF_B = 'm--20180227--0000--6795937--GHS', 'm--20190529--1300--002421669--GHS'   # the real entity folder names
+R_MM = 20.0                                                                           # sphere radius (mm)
+
+def mf_sphere():
+    return sphere_mesh(32, 64, dtype=torch.float64)
+
+def mf_gt(t: int) -> torch.Tensor:
+    "GT frame t (mm): the sphere, translated along z by 0.1·t³ mm (third difference 0.6 mm per frame)."
+    v, _ = mf_sphere()
+    return R_MM * v + torch.tensor([0.0, 0.0, 0.1 * t ** 3], dtype=torch.float64)
+
+def mf_pose(t: int):
+    "A head pose [R | t] (3,4) for <frame>_transform.txt."
+    R = axis_angle_to_matrix(torch.tensor([0.05 * t, 0.3, -0.1], dtype=torch.float64))
+    return torch.cat([R, torch.tensor([[10.0 + t], [-5.0], [800.0]], dtype=torch.float64)], 1)
+
+def mf_fixture(root):
+    """A Multiface root in the real layout: <entity>/tracked_mesh/<sequence>/<frame>.obj|.bin + <frame>_transform.txt.
+    A: E001 frames 000100-000103 (.obj, .obj, .bin only, .bin only), E002 frames 000300-000301 (.bin only; faces from A's .obj).
+    B: E057 frames 000200-000203 (.obj + .bin for the first, .bin only for the rest)."""
+    _, f = mf_sphere()
+    clips = {(MF_A, 'E001_Neutral_Eyes_Open'): [('000100', 'obj'), ('000101', 'obj'), ('000102', 'bin'), ('000103', 'bin')],
+             (MF_A, 'E002_Swallow'): [('000300', 'bin'), ('000301', 'bin')],
+             (MF_B, 'E057_Cheeks_Puffed'): [('000200', 'both'), ('000201', 'bin'), ('000202', 'bin'), ('000203', 'bin')]}
+    for (ent, seq), frames in clips.items():
+        d = root / ent / 'tracked_mesh' / seq
+        d.mkdir(parents=True)
+        for t, (fr, kind) in enumerate(frames):
+            v = mf_gt(t)
+            if kind in ('obj', 'both'): write_obj(d / f'{fr}.obj', v, f)
+            if kind in ('bin', 'both'): v.numpy().astype('<f4').tofile(d / f'{fr}.bin')
+            np.savetxt(d / f'{fr}_transform.txt', mf_pose(t).numpy())
+    return clips
+
+def mf_predictions(root, clips, skip=('000301',)):
+    """A: the GT moved rigidly (another pose per frame), in metres, under <pred>/<id>/<sequence>/<frame>.obj.
+    B: the GT offset by 1 mm along its (exact, radial) normals, in metres, under the GT folder name <pred>/<folder>/tracked_mesh/...; one frame as .bin."""
+    _, f = mf_sphere()
+    for (ent, seq), frames in clips.items():
+        for t, (fr, _) in enumerate(frames):
+            if fr in skip: continue
+            v = mf_gt(t)
+            if ent == MF_A:
+                R = axis_angle_to_matrix(torch.tensor([0.2, -0.1 * t, 0.4], dtype=torch.float64))
+                d = root / '6795937' / seq; d.mkdir(parents=True, exist_ok=True)
+                write_obj(d / f'{fr}.obj', (v @ R.T + torch.tensor([3.0, 1.0, -2.0 * t], dtype=torch.float64)) / 1000, f)
+            else:
+                c = torch.tensor([0.0, 0.0, 0.1 * t ** 3], dtype=torch.float64)
+                p = (v + 1.0 * (v - c) / R_MM) / 1000                                      # metres, as the predictions of A
+                d = root / ent / 'tracked_mesh' / seq; d.mkdir(parents=True, exist_ok=True)
+                if fr == '000202': p.numpy().astype('<f4').tofile(d / f'{fr}.bin')
+                else: write_obj(d / f'{fr}.obj', p, f)
+
+def mf_offset_bound() -> float:
+    "Rigorous lower bound of CD for the 1 mm normal offset: pred→GT is exactly 1 mm (the GT polyhedron lies inside the ball of radius r),"
+    "GT→pred ≥ (r+1)·cos β − r with β the largest angular circumradius of a facet (the offset facets lie outside radius (r+1)·cos β)."
+    v, f = mf_sphere()
+    t = v[f]
+    a, b, c = [(t[:, i] - t[:, j]).norm(dim=-1) for i, j in ((1, 2), (0, 2), (0, 1))]
+    area = 0.5 * torch.linalg.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]).norm(dim=-1)
+    beta = torch.arcsin((a * b * c / (4 * area)).max())          # unit sphere: circumradius = sin β
+    return 0.5 * (1 + (R_MM + 1) * float(torch.cos(beta)) - R_MM)
+
+def test_multiface_protocol_end_to_end(tmp_path, capsys):
+    clips = mf_fixture(tmp_path / 'mf')
+    mf_predictions(tmp_path / 'pred', clips)
+    args = parse(['eval', '--pred', str(tmp_path / 'pred'), '--gt', str(tmp_path / 'mf'), '--out', str(tmp_path / 'out'), '--protocol', 'multiface',
+                  '--subjects', '6795937,002421669', '--plots', '--quiet'])
+    assert main_eval(args) == 0
+    out = capsys.readouterr().out
+    assert '9 (1 without prediction)' in out and '6795937/E002_Swallow/000301' in out
+    assert (tmp_path / 'out/missing.txt').read_text().split() == ['6795937/E002_Swallow/000301']
+    rows = list(csv.DictReader(open(tmp_path / 'out/results.csv')))
+    frames = [r for r in rows if r['level'] == 'frame']
+    assert [(r['subject'], r['frame']) for r in frames] == [('6795937', f'00010{i}') for i in range(4)] + [('6795937', '000300')] + \
+                                                            [('002421669', f'00020{i}') for i in range(4)]
+    # A: a rigid motion of the GT (and m vs mm) -> CD ≈ 0, MNE ≈ 0, CR = 1 after the rigid alignment
+    for r in frames[:5]: assert float(r['cd_mm']) < 1e-3 and float(r['mne_rad']) < 1e-4 and float(r['cr_2mm']) == 1.0
+    # B: a 1 mm offset along the normals -> CD in [bound, 1] mm (the facets' sag is the only slack), CR@2mm = 1, normals unchanged
+    lo = mf_offset_bound()
+    assert lo > 0.97
+    for r in frames[5:]: assert lo - 1e-4 < float(r['cd_mm']) <= 1 + 1e-4 and float(r['cr_2mm']) == 1.0 and float(r['mne_rad']) < 1e-4
+    # summaries: per clip, per subject, overall, each mean and median of the frame rows
+    grp = {(r['level'], r['subject'], r['sequence'], r['stat']): r for r in rows if r['level'] != 'frame'}
+    b = np.array([float(r['cd_mm']) for r in frames[5:]])
+    assert abs(float(grp[('subject', '002421669', '', 'mean')]['cd_mm']) - b.mean()) < 1e-12
+    assert abs(float(grp[('sequence', '002421669', 'E057_Cheeks_Puffed', 'median')]['cd_mm']) - np.median(b)) < 1e-12
+    allcd = np.array([float(r['cd_mm']) for r in frames])
+    assert abs(float(grp[('overall', 'all', '', 'mean')]['cd_mm']) - allcd.mean()) < 1e-12 and grp[('overall', 'all', '', 'mean')]['n_frames'] == '9'
+    # temporal: GT moves by 0.1·t³ mm -> jitter (third difference) 0.6 mm; the aligned predictions follow the GT -> acceleration error ≈ 0
+    for key in (('sequence', '6795937', 'E001_Neutral_Eyes_Open', 'mean'), ('sequence', '002421669', 'E057_Cheeks_Puffed', 'mean')):
+        assert abs(float(grp[key]['jitter_gt_mm']) - 0.6) < 1e-3 and abs(float(grp[key]['jitter_pred_mm']) - 0.6) < 2e-3
+        assert float(grp[key]['accel_error_mm']) < 2e-3
+    assert grp[('sequence', '6795937', 'E002_Swallow', 'mean')]['jitter_gt_mm'] == 'nan'      # a frame is missing: no temporal value
+    md = (tmp_path / 'out/results.md').read_text()
+    assert '| level | subject | sequence | stat | n_frames | cd_mm |' in md and '| overall | all |' in md and '000100' not in md
+    assert (tmp_path / 'out/cumulative_error.png').stat().st_size > 1000
+    for sid in ('6795937', '002421669'): assert (tmp_path / f'out/heatmaps/{sid}.html').stat().st_size > 10000
+    # sequence filter and world space: predictions = R v + t of each frame's _transform.txt, no alignment -> CD ≈ 0
+    _, f = mf_sphere()
+    for t, (fr, _) in enumerate(clips[(MF_A, 'E001_Neutral_Eyes_Open')]):
+        P = mf_pose(t)
+        (tmp_path / 'world/6795937/E001_Neutral_Eyes_Open').mkdir(parents=True, exist_ok=True)
+        write_obj(tmp_path / f'world/6795937/E001_Neutral_Eyes_Open/{fr}.obj', mf_gt(t) @ P[:, :3].T + P[:, 3], f)
+    res = run_eval(EvalConfig(tmp_path / 'world', tmp_path / 'mf', tmp_path / 'out_w', protocol='multiface', subjects=['6795937'],
+                              sequences=['E001_Neutral_Eyes_Open'], space='world', align='none', pred_units='mm', progress=False))
+    assert len(res.rows) == 4 and res.missing == [] and max(r['cd_mm'] for r in res.rows) < 1e-3
+    head = run_eval(EvalConfig(tmp_path / 'world', tmp_path / 'mf', tmp_path / 'out_h', protocol='multiface', subjects=['6795937'],
+                               sequences=['E001_Neutral_Eyes_Open'], align='none', pred_units='mm', progress=False))
+    assert min(r['cd_mm'] for r in head.rows) > 100                                     # head space: the pose is not undone
+    assert res.summary['subjects']['6795937']['n_frames'] == 4
+
+def test_multiface_eval_errors(tmp_path):
+    clips = mf_fixture(tmp_path / 'mf')
+    mf_predictions(tmp_path / 'pred', clips)
+    cfg = lambda pred='pred', **k: EvalConfig(tmp_path / pred, tmp_path / 'mf', tmp_path / 'out', protocol='multiface', progress=False, **k)
+    # a missing prediction: listed and fatal with on_missing='fail'
+    with pytest.raises(DatasetError, match=r'1 of 10 Multiface GT frames have no prediction.*\n  6795937/E002_Swallow/000301'): run_eval(cfg(on_missing='fail'))
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(DatasetError, match=r'none of the 10 Multiface GT frames .* e\.g\. 6795937/E001_Neutral_Eyes_Open/000100\.obj'): run_eval(cfg('empty'))
+    # a subject with no frames, a subject that is not there, a sequence it lacks
+    (tmp_path / 'mf/m--20180105--0000--002539136--GHS/tracked_mesh/E001_Neutral_Eyes_Open').mkdir(parents=True)
+    with pytest.raises(DatasetError, match='002539136--GHS/tracked_mesh/E001_Neutral_Eyes_Open/ holds no mesh'): run_eval(cfg(subjects=['002539136']))
+    with pytest.raises(DatasetError, match=r'subject folder 5372021/ missing \(expected m--20180510'): run_eval(cfg(subjects=['5372021']))
+    with pytest.raises(DatasetError, match='E057_Cheeks_Puffed/ missing'): run_eval(cfg(subjects=['6795937'], sequences=['E057_Cheeks_Puffed']))
+    # .bin frames of a subject without any .obj: the faces must be given
+    b = tmp_path / 'mf' / MF_B / 'tracked_mesh/E057_Cheeks_Puffed'
+    (b / '000200.obj').rename(tmp_path / 'topo.obj')
+    with pytest.raises(DatasetError, match='multiface-topology'): run_eval(cfg(subjects=['002421669']))
+    assert len(run_eval(cfg(subjects=['002421669'], topology=tmp_path / 'topo.obj')).rows) == 4
+    # a .bin of the wrong byte count (GT and prediction), a GT .obj frame of another topology
+    n = mf_sphere()[0].shape[0]
+    with open(b / '000201.bin', 'ab') as fh: fh.write(b'\0' * 8)
+    with pytest.raises(DatasetError, match=rf'000201.bin: {12 * n + 8} bytes, expected 12 x {n} = {12 * n} bytes'):
+        run_eval(cfg(subjects=['002421669'], topology=tmp_path / 'topo.obj'))
+    np.zeros((n - 1, 3), dtype='<f4').tofile(tmp_path / 'pred' / MF_B / 'tracked_mesh/E057_Cheeks_Puffed/000202.bin')
+    mf_fixture(tmp_path / 'mf2')
+    with pytest.raises(DatasetError, match=rf'000202.bin: {12 * (n - 1)} bytes, expected 12 x {n}.*holds {n - 1} vertices: another topology'):
+        run_eval(EvalConfig(tmp_path / 'pred', tmp_path / 'mf2', tmp_path / 'out', protocol='multiface', subjects=['002421669'], progress=False))
+    v2, f2 = sphere_mesh(8, 16, dtype=torch.float64)
+    write_obj(tmp_path / 'mf2' / MF_A / 'tracked_mesh/E001_Neutral_Eyes_Open/000101.obj', R_MM * v2, f2)
+    with pytest.raises(DatasetError, match=rf'topology mismatch: GT frame .*000101.obj has {v2.shape[0]} vertices'):
+        run_eval(EvalConfig(tmp_path / 'pred', tmp_path / 'mf2', tmp_path / 'out', protocol='multiface', subjects=['6795937'], progress=False))
+    # options that only the multiface protocol takes, bad option values
+    with pytest.raises(InputError, match='only used by --protocol multiface'): EvalConfig(tmp_path, tmp_path, tmp_path / 'o', subjects=['1'])
+    with pytest.raises(InputError, match='on_missing'): cfg(on_missing='ignore')
+    with pytest.raises(InputError, match='space'): cfg(space='camera')
+    with pytest.raises(InputError, match='is empty'): cfg(subjects=[','])
+    with pytest.raises(SystemExit): parse(['eval', '--pred', 'a', '--gt', 'b', '--out', 'c', '--multiface-space', 'x'])

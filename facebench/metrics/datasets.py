@@ -13,8 +13,8 @@ from ..core import InputError
 # %% auto #0
 __all__ = ['MESH_SUFFIXES', 'REALY_REGIONS', 'MULTIFACE_ENTITIES', 'MULTIFACE_FRAME_SUFFIXES', 'IMAGE_SUFFIXES', 'DatasetError',
            'NoWItem', 'read_pp', 'read_landmarks_3d', 'load_now', 'now_prediction', 'REALYItem', 'load_realy',
-           'read_realy_barycentric', 'load_facescape_tu', 'load_multiface', 'read_multiface_bin',
-           'read_multiface_transform', 'read_pts', 'load_landmark_folder']
+           'read_realy_barycentric', 'load_facescape_tu', 'multiface_subject_id', 'load_multiface',
+           'read_multiface_bin', 'read_multiface_transform', 'read_pts', 'load_landmark_folder']
 
 # %% ../../nbs/35_datasets.ipynb #fb310824
 class DatasetError(InputError):
@@ -164,6 +164,10 @@ def _multiface_id(folder: str) -> str|None:
     m = re.fullmatch(r'm--\d{8}--\d{4}--(\d+)--GHS', folder)
     return m.group(1) if m else None
 
+def multiface_subject_id(folder: str) -> str:
+    "The entity id of a Multiface root folder name (`m--20180227--0000--6795937--GHS` -> '6795937'); other names unchanged."
+    return _multiface_id(folder) or folder
+
 def load_multiface(root,
                    subjects=None,                      # entity ids ('6795937') or folder names; None: every folder
                    sequences=None,                     # sequence (expression) names to require, e.g. ['E057_Cheeks_Puffed']; None: all
@@ -203,10 +207,12 @@ def read_multiface_bin(path, n_vertices: int|None = None) -> np.ndarray:   # -> 
     "Vertices of a Multiface tracked-mesh `.bin` (raw little-endian float32 x,y,z; the topology is in the frame's .obj)."
     p = Path(path)
     if not p.is_file(): raise DatasetError(f"Multiface vertex file {p} does not exist")
-    a = np.fromfile(p, dtype='<f4')
-    if a.size == 0 or a.size % 3: raise DatasetError(f"{p}: {a.size} float32 values, expected a positive multiple of 3")
-    v = a.reshape(-1, 3)
-    if n_vertices is not None and v.shape[0] != n_vertices: raise DatasetError(f"{p}: {v.shape[0]} vertices, the topology has {n_vertices}")
+    size = p.stat().st_size
+    if n_vertices is not None and size != 12 * n_vertices:
+        raise DatasetError(f"{p}: {size} bytes, expected 12 x {n_vertices} = {12 * n_vertices} bytes (float32 x,y,z per vertex of the "
+                           f"topology){'; it holds ' + str(size // 12) + ' vertices: another topology' if size % 12 == 0 else ''}")
+    if size == 0 or size % 12: raise DatasetError(f"{p}: {size} bytes, expected a positive multiple of 12 (float32 x,y,z per vertex)")
+    v = np.fromfile(p, dtype='<f4').reshape(-1, 3)
     if not np.isfinite(v).all(): raise DatasetError(f"{p}: holds NaN or inf")
     return v
 

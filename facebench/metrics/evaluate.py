@@ -4,8 +4,9 @@
 
 # %% ../../nbs/35a_metrics_evaluate.ipynb #a1832b41
 from __future__ import annotations
-import argparse, csv, time
+import argparse, csv, time, warnings
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 import numpy as np
 import torch
@@ -14,14 +15,18 @@ from ..io import load_mesh
 from .geometry import mesh_metrics, UNIT_TO_MM
 from .protocols import now_evaluate, now_statistics, realy_evaluate, realy_statistics, REALY_REGIONS
 from .datasets import (DatasetError, MESH_SUFFIXES, load_now, now_prediction, read_pp, read_landmarks_3d, load_realy,
-                                        read_realy_barycentric)
+                                        read_realy_barycentric, load_multiface, multiface_subject_id, read_multiface_bin,
+                                        read_multiface_transform)
+from .temporal import jitter, acceleration_error
 from .speed import markdown_table
 
 # %% auto #0
-__all__ = ['PROTOCOLS', 'EvalConfig', 'EvalResult', 'realy_predictions', 'run_eval', 'add_eval_parser', 'main_eval']
+__all__ = ['PROTOCOLS', 'MULTIFACE_SPACES', 'MULTIFACE_PRED_SUFFIXES', 'MULTIFACE_TEMPORAL', 'EvalConfig', 'EvalResult',
+           'realy_predictions', 'multiface_prediction', 'run_eval', 'add_eval_parser', 'main_eval']
 
 # %% ../../nbs/35a_metrics_evaluate.ipynb #3ec25a54
 PROTOCOLS = ('mesh', 'multiface', 'now', 'realy')
+MULTIFACE_SPACES = ('head', 'world')
 
 @dataclass
 class EvalConfig:
@@ -31,7 +36,7 @@ class EvalConfig:
     out: Path                       # output folder (created)
     protocol: str = 'mesh'          # 'mesh' / 'multiface' (CD, MNE, CR@2mm), 'now', 'realy'
     pred_units: str = 'm'           # unit of the predicted meshes
-    gt_units: str = 'm'             # unit of the GT meshes ('now' scans are always mm)
+    gt_units: str|None = None       # unit of the GT meshes; None: 'mm' for 'multiface', else 'm' ('now' scans are always mm)
     align: str = 'rigid'            # mesh/multiface: 'rigid', 'similarity' or 'none'
     regions: Path|None = None       # .npz of GT-vertex index arrays, one per region name (mesh/multiface)
     metrical: bool = False          # NoW metrical variant
@@ -39,16 +44,33 @@ class EvalConfig:
     scale_file: Path|None = None    # realy: data/metrical_scale.txt (error × scale[id−1], mm); without it: scan units
     vertex_mask: Path|None = None   # realy: optional template vertex mask (0/1 per vertex) for the evaluation surface
     nonrigid: bool = True           # realy: the published NICP-based error (False: rigid-only approximation)
+    subjects: list|None = None      # multiface: entity ids or folder names (None: every subject folder under `gt`)
+    sequences: list|None = None     # multiface: sequence names each subject must have (None: all of a subject's sequences)
+    space: str = 'head'             # multiface: GT as stored ('head') or moved by <frame>_transform.txt ('world': R v + t)
+    topology: Path|None = None      # multiface: .obj giving the faces of .bin frames (default: the subject's first .obj frame)
+    on_missing: str = 'skip'        # a GT item without prediction: 'skip' (listed in missing.txt) or 'fail'
     plots: bool = False             # cumulative error curves (PNG) and HTML heat-maps per subject
     progress: bool = True           # tqdm bar
     def __post_init__(self):
         self.pred, self.gt, self.out = Path(self.pred), Path(self.gt), Path(self.out)
         if self.protocol not in PROTOCOLS: raise InputError(f"`protocol` must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.gt_units is None: self.gt_units = 'mm' if self.protocol == 'multiface' else 'm'
+        if self.on_missing not in ('skip', 'fail'): raise InputError(f"`on_missing` must be 'skip' or 'fail', got {self.on_missing!r}")
+        if self.space not in MULTIFACE_SPACES: raise InputError(f"`space` must be one of {MULTIFACE_SPACES}, got {self.space!r}")
+        if self.protocol != 'multiface':
+            for name in ('subjects', 'sequences', 'topology'):
+                if getattr(self, name) is not None: raise InputError(f"`{name}` (--{name}) is only used by --protocol multiface, got protocol {self.protocol!r}")
+        for name in ('subjects', 'sequences'):
+            v = getattr(self, name)
+            if v is not None:
+                v = [x for s in ([v] if isinstance(v, str) else v) for x in str(s).split(',') if x]
+                if not v: raise InputError(f"`{name}` is empty: give at least one name or None for all")
+                setattr(self, name, v)
         for u in (self.pred_units, self.gt_units):
             if u not in UNIT_TO_MM: raise InputError(f"units must be one of {sorted(UNIT_TO_MM)}, got {u!r}")
         for name in ('pred', 'gt'):
             if not getattr(self, name).is_dir(): raise InputError(f"--{name} {getattr(self, name)} is not a directory")
-        for name in ('keypoints', 'scale_file', 'vertex_mask'):
+        for name in ('keypoints', 'scale_file', 'vertex_mask', 'topology'):
             v = getattr(self, name)
             if v is not None:
                 setattr(self, name, Path(v))
@@ -122,6 +144,7 @@ def realy_predictions(pred: Path, subjects: list) -> tuple:   # -> ([(prediction
 def _run_realy(cfg: EvalConfig, plots: list) -> tuple:
     items = {it.subject: it for it in load_realy(cfg.gt)}
     pairs, missing = realy_predictions(cfg.pred, list(items))
+    _check_missing(cfg, missing, len(items), 'REALY subjects')
     scales = None
     if cfg.scale_file is not None:
         scales = np.loadtxt(cfg.scale_file, ndmin=1)
@@ -166,17 +189,153 @@ def _run_realy(cfg: EvalConfig, plots: list) -> tuple:
     table_rows = rows + [{'subject': k, **st[k], 'all': st['all'] if k == 'mean' else ''} for k in ('mean', 'median', 'std')]
     return rows, summary, table_rows, missing, pooled, plots
 
+def _check_missing(cfg: EvalConfig, missing: list, n: int, what: str):
+    "Fail with the list of GT items without prediction when `cfg.on_missing == 'fail'`."
+    if missing and cfg.on_missing == 'fail':
+        more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ''
+        raise DatasetError(f"{len(missing)} of {n} {what} have no prediction under {cfg.pred} (--on-missing fail):\n  "
+                           + '\n  '.join(missing[:20]) + more)
+
+# %% ../../nbs/35a_metrics_evaluate.ipynb #947dcc9d
+MULTIFACE_PRED_SUFFIXES = ('.obj', '.ply', '.bin')
+MULTIFACE_TEMPORAL = ('jitter_pred_mm', 'jitter_gt_mm', 'accel_error_mm')
+
+def multiface_prediction(pred: Path, folder: str, sequence: str, frame: str) -> Path|None:
+    "The prediction of one Multiface frame: `<pred>/<id>/<sequence>/<frame>.obj|.ply|.bin`, or under the GT folder name; None if absent."
+    for base in (pred / multiface_subject_id(folder), pred / folder, pred / folder / 'tracked_mesh'):
+        for s in MULTIFACE_PRED_SUFFIXES:
+            p = base / sequence / f'{frame}{s}'
+            if p.is_file(): return p
+    return None
+
+def _mf_topology(cfg: EvalConfig, folder: str, seqs: dict) -> tuple:   # -> (faces (F,3) long | None, n_vertices | None, source | None)
+    "The faces that the subject's `.bin` frames use: --multiface-topology, else the subject's first .obj/.ply frame."
+    src = cfg.topology
+    if src is None:
+        src = next((f for fr in seqs.values() for f in fr if f.suffix != '.bin'), None)
+        if src is None: src = next(iter(sorted((cfg.gt / folder / 'tracked_mesh').glob('*/*.obj'))), None)
+    if src is None: return None, None, None
+    m = load_mesh(src, dtype=torch.float64)
+    return m.faces, m.vertices.shape[0], src
+
+def _mf_read(path: Path, topo: tuple, space: str, what: str) -> tuple:   # -> (vertices (V,3) float64, faces (F,3) long)
+    "One Multiface GT frame (`what`='GT': checked against the subject's topology) or prediction (`topo` = the GT frame's)."
+    faces, n, src = topo
+    if path.suffix == '.bin':
+        if faces is None:
+            raise DatasetError(f"{path}: a .bin frame holds vertices only and no .obj frame of this subject gives the faces: "
+                               "pass --multiface-topology OBJ (a tracked mesh of the same topology)")
+        v, f = torch.from_numpy(read_multiface_bin(path, n_vertices=n).astype(np.float64)), faces
+    else:
+        m = load_mesh(path, dtype=torch.float64)
+        v, f = m.vertices, m.faces
+        if what == 'GT' and faces is not None and (v.shape[0] != n or f.shape != faces.shape or not bool((f == faces).all())):
+            raise DatasetError(f"topology mismatch: GT frame {path} has {v.shape[0]} vertices / {f.shape[0]} faces, {src} has "
+                               f"{n} / {faces.shape[0]} (or other faces); a subject's tracked meshes share one topology")
+    if what == 'GT' and space == 'world':
+        Rt = torch.from_numpy(read_multiface_transform(path.with_name(f'{path.stem}_transform.txt')))
+        v = v @ Rt[:, :3].T + Rt[:, 3]
+    return v, f
+
+def _stats(values: list) -> tuple:   # -> (nanmean, nanmedian); nan when every value is nan
+    a = np.asarray(values, dtype=np.float64)
+    a = a[~np.isnan(a)]
+    return (float(a.mean()), float(np.median(a))) if a.size else (float('nan'), float('nan'))
+
+def _mf_summary(rows: list, clips: dict, keys: list) -> tuple:   # -> (summary dict, group rows for the table)
+    "Mean / median per sequence (clip), per subject and overall; temporal values per clip, mean / median over clips above."
+    groups = [('sequence', (s, q), [r for r in rows if (r['subject'], r['sequence']) == (s, q)], [clips[(s, q)]]) for s, q in clips]
+    for s in dict.fromkeys(r['subject'] for r in rows):
+        groups.append(('subject', (s, ''), [r for r in rows if r['subject'] == s], [t for (cs, _), t in clips.items() if cs == s]))
+    groups.append(('overall', ('all', ''), rows, list(clips.values())))
+    summary, table = {'sequences': {}, 'subjects': {}, 'overall': {}}, []
+    for level, (s, q), rs, ts in groups:
+        entry = {'n_frames': len(rs), 'mean': {}, 'median': {}}
+        for k in keys: entry['mean'][k], entry['median'][k] = _stats([r[k] for r in rs])
+        for k in MULTIFACE_TEMPORAL: entry['mean'][k], entry['median'][k] = _stats([t[k] for t in ts])
+        if level == 'sequence': summary['sequences'][f'{s}/{q}'] = entry
+        elif level == 'subject': summary['subjects'][s] = entry
+        else: summary['overall'] = entry
+        for stat in ('mean', 'median'):
+            table.append({'level': level, 'subject': s, 'sequence': q, 'frame': '', 'stat': stat, 'n_frames': len(rs), **entry[stat]})
+    return summary, table
+
+def _run_multiface(cfg: EvalConfig, regions: dict|None, plots: list) -> tuple:
+    gt = load_multiface(cfg.gt, subjects=cfg.subjects, sequences=cfg.sequences)
+    plan, missing = [], []
+    for folder, seqs in gt.items():
+        for q, frames in seqs.items():
+            for g in frames:
+                p = multiface_prediction(cfg.pred, folder, q, g.stem)
+                if p is None: missing.append((multiface_subject_id(folder), q, g.stem))
+                else: plan.append((folder, q, g, p))
+    n_gt = len(plan) + len(missing)
+    if not plan:
+        f0, q0, g0 = next((f, q, fr[0]) for f, sq in gt.items() for q, fr in sq.items())
+        raise DatasetError(f"none of the {n_gt} Multiface GT frames under {cfg.gt} has a prediction under {cfg.pred}: expected "
+                           f"<pred>/<subject id>/<sequence>/<frame>.obj|.ply|.bin, e.g. {multiface_subject_id(f0)}/{q0}/{g0.stem}.obj "
+                           "(or the GT folder name instead of the id)")
+    missing_s = ['/'.join(m) for m in missing]
+    _check_missing(cfg, missing_s, n_gt, 'Multiface GT frames')
+    incomplete = {(s, q) for s, q, _ in missing}
+    s_pred, s_gt = UNIT_TO_MM[cfg.pred_units], UNIT_TO_MM[cfg.gt_units]
+    rows, pooled, clips, heat, topos = [], [], {}, {}, {}
+    for (folder, q), items in groupby(_progress(plan, cfg.progress, 'eval multiface'), key=lambda x: (x[0], x[1])):
+        sid = multiface_subject_id(folder)
+        if folder not in topos: topos[folder] = _mf_topology(cfg, folder, gt[folder])
+        P, G, shapes = [], [], set()
+        for _, _, g, p in items:
+            gv, gf = _mf_read(g, topos[folder], cfg.space, 'GT')
+            pv, pf = _mf_read(p, (gf, gv.shape[0], g), cfg.space, 'prediction')
+            m = mesh_metrics(pv * (s_pred / s_gt), pf, gv, gf, units=cfg.gt_units, align=cfg.align, regions=regions)
+            rows.append({'subject': sid, 'sequence': q, 'frame': g.stem, **m.row()})
+            pa = pv * s_pred
+            P.append(m.transform.apply(pa) if m.transform is not None else pa); G.append(gv * s_gt); shapes.add(tuple(pf.shape) + (pv.shape[0],))
+            if cfg.plots:
+                pooled.append(m.gt_to_pred.float().numpy())
+                h = heat.setdefault(sid, [torch.zeros_like(m.gt_to_pred), 0, gv * s_gt, gf])   # one GT topology per subject (checked)
+                h[0] += m.gt_to_pred; h[1] += 1
+        t = dict.fromkeys(MULTIFACE_TEMPORAL, float('nan'))
+        if (sid, q) not in incomplete and len(shapes) == 1:        # whole clip predicted, one predicted topology
+            P, G = torch.stack(P), torch.stack(G)
+            if len(P) >= 4: t['jitter_pred_mm'], t['jitter_gt_mm'] = float(jitter(P)), float(jitter(G))
+            if len(P) >= 3 and P.shape == G.shape: t['accel_error_mm'] = float(acceleration_error(P, G))
+        clips[(sid, q)] = t
+    keys = list(dict.fromkeys(k for r in rows for k in r if k not in ('subject', 'sequence', 'frame')))
+    summary, groups = _mf_summary(rows, clips, keys)
+    if cfg.plots:
+        from facebench.viz import mesh_figure, save_html
+        (cfg.out / 'heatmaps').mkdir(exist_ok=True)
+        for sid, (acc, n, gv, gf) in heat.items():
+            fig = mesh_figure(gv, gf, values=acc / n, value_title='error (mm)',
+                              title=f'{sid}: GT to prediction, mean over {n} frame(s) (mm)')
+            text = f"mean CD {summary['subjects'][sid]['mean']['cd_mm']:.3f} mm over {n} frame(s); colours: per-GT-vertex distance to the prediction, mean over frames"
+            plots.append(save_html(fig, cfg.out / 'heatmaps' / f'{sid}.html', title=f'facebench eval multiface: {sid}', text=text))
+    table = [{'level': 'frame', 'subject': r['subject'], 'sequence': r['sequence'], 'frame': r['frame'], 'stat': '', 'n_frames': 1,
+              **{k: r[k] for k in keys}} for r in rows] + groups
+    md_rows = [{k: v for k, v in r.items() if k != 'frame'} for r in groups]
+    note = (f"Multiface ({cfg.space} space, GT in {cfg.gt_units}, predictions in {cfg.pred_units}; align {cfg.align}): per frame CD (mm, symmetric "
+            "point-to-surface Chamfer), MNE (rad, vertex normals) and CR@2mm (share of GT vertices within 2 mm); mean / median per "
+            "sequence (clip), subject and overall. Temporal (facebench.metrics.temporal, clips with every frame predicted): jitter = mean "
+            "third difference (mm/frame³) of the aligned prediction and of the GT, accel_error = mean |Δ²pred − Δ²GT| (mm/frame², same "
+            "topology). Per-frame rows are in results.csv" + ('; frames without prediction in missing.txt' if missing else '') + '.\n\n')
+    return rows, summary, table, missing_s, pooled, plots, md_rows, note
+
+# %% ../../nbs/35a_metrics_evaluate.ipynb #4a60bc64
 def run_eval(cfg: EvalConfig) -> EvalResult:
     "Evaluate `cfg.pred` against `cfg.gt` with `cfg.protocol`; write results.csv and results.md (and plots) to `cfg.out`."
     t0 = time.perf_counter()
     cfg.out.mkdir(parents=True, exist_ok=True)
-    rows, plots, pooled = [], [], []
-    if cfg.protocol in ('mesh', 'multiface'):
-        regions = None
-        if cfg.regions is not None:
-            z = np.load(cfg.regions)
-            regions = {k: torch.as_tensor(z[k]).long() for k in z.files}
+    rows, plots, pooled, md_rows, note = [], [], [], None, ''
+    regions = None
+    if cfg.regions is not None:
+        z = np.load(cfg.regions)
+        regions = {k: torch.as_tensor(z[k]).long() for k in z.files}
+    if cfg.protocol == 'multiface':
+        rows, summary, table_rows, missing, pooled, plots, md_rows, note = _run_multiface(cfg, regions, plots)
+    elif cfg.protocol == 'mesh':
         pairs, missing = _pairs(cfg.pred, cfg.gt)
+        _check_missing(cfg, missing, len(pairs) + len(missing), 'GT meshes')
         for name, p, g in _progress(pairs, cfg.progress, f'eval {cfg.protocol}'):
             pm, gm = load_mesh(p, dtype=torch.float64), load_mesh(g, dtype=torch.float64)
             s = UNIT_TO_MM[cfg.pred_units] / UNIT_TO_MM[cfg.gt_units]        # bring the prediction to the GT unit
@@ -204,6 +363,7 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
             dists.append(r.distances)
             rows.append({'subject': it.image, 'challenge': it.challenge, 'median_mm': r.median, 'mean_mm': r.mean, 'std_mm': r.std})
         if not rows: raise DatasetError(f"no NoW prediction found under {cfg.pred} for the {len(items)} images of the list")
+        _check_missing(cfg, missing, len(items), 'NoW images')
         pooled = [d.numpy() for d in dists]
         summary = {'pooled': now_statistics(dists)}
         table_rows = rows + [{'subject': 'pooled (all scan vertices)', 'challenge': '', 'median_mm': summary['pooled']['median'],
@@ -214,20 +374,23 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     cols = list(dict.fromkeys(k for r in table_rows for k in r))
     with open(csv_path, 'w', newline='') as fh:
         w = csv.DictWriter(fh, fieldnames=cols); w.writeheader(); w.writerows(table_rows)
+    if missing: (cfg.out / 'missing.txt').write_text('\n'.join(missing) + '\n')
     md = cfg.out / 'results.md'
-    head = f"# facebench eval: {cfg.protocol}\n\n{len(rows)} evaluated, {len(missing)} without prediction.\n\n"
+    head = f"# facebench eval: {cfg.protocol}\n\n{len(rows)} evaluated, {len(missing)} without prediction.\n\n" + note
     if cfg.protocol == 'realy':
         head += ("REALY " + ("published protocol (gICP, rICP, non-rigid ICP error)" if cfg.nonrigid else "rigid-only approximation (no NICP step)")
                  + "; errors " + ("in mm (× metrical scale)" if cfg.scale_file else "in REALY scan units (no --realy-scale)")
                  + "; 'all' = mean of the region means.\n\n")
-    md.write_text(head + markdown_table([{c: r.get(c, '') for c in cols} for r in table_rows]) + '\n')
+    md_rows = table_rows if md_rows is None else md_rows
+    md_cols = list(dict.fromkeys(k for r in md_rows for k in r))
+    md.write_text(head + markdown_table([{c: r.get(c, '') for c in md_cols} for r in md_rows]) + '\n')
     if cfg.plots and pooled:
         e = np.concatenate(pooled)
         xmax = 8.0 if cfg.protocol != 'realy' or cfg.scale_file else max(float(np.percentile(e, 99.5)), 1e-9)
         plots.append(_cumulative_plot(e, cfg.out / 'cumulative_error.png', f'{cfg.protocol}: cumulative error', xmax))
     return EvalResult(rows, summary, csv_path, md, missing, plots, time.perf_counter() - t0)
 
-# %% ../../nbs/35a_metrics_evaluate.ipynb #947dcc9d
+# %% ../../nbs/35a_metrics_evaluate.ipynb #17073cb1
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     "Add the `eval` subcommand to a `facebench` subparsers object."
     e = subparsers.add_parser('eval', help='evaluate predicted meshes against ground truth (CSV + markdown, optional plots)')
@@ -235,8 +398,8 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument('--gt', type=Path, required=True, help='folder of ground truth (NoW: the dataset root)')
     e.add_argument('--protocol', choices=PROTOCOLS, default='mesh')
     e.add_argument('--out', type=Path, required=True, help='output folder')
-    e.add_argument('--pred-units', choices=sorted(UNIT_TO_MM), default='m')
-    e.add_argument('--gt-units', choices=sorted(UNIT_TO_MM), default='m')
+    e.add_argument('--pred-units', choices=sorted(UNIT_TO_MM), default='m', help='unit of the predicted meshes (default m)')
+    e.add_argument('--gt-units', choices=sorted(UNIT_TO_MM), default=None, help="unit of the GT (default: mm for multiface, else m)")
     e.add_argument('--align', choices=('rigid', 'similarity', 'none'), default='rigid')
     e.add_argument('--regions', type=Path, default=None, help='.npz of GT vertex indices per region')
     e.add_argument('--metrical', action='store_true', help='NoW metrical variant')
@@ -244,6 +407,12 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument('--realy-scale', type=Path, default=None, help='REALY: data/metrical_scale.txt (errors in mm); without it, scan units')
     e.add_argument('--realy-mask', type=Path, default=None, help='REALY: template vertex mask (0/1 per vertex) for the evaluation surface')
     e.add_argument('--realy-rigid-only', action='store_true', help='REALY: skip the non-rigid step (approximation, not the published protocol)')
+    e.add_argument('--subjects', nargs='+', default=None, help='multiface: entity ids or folder names (space or comma separated; default: all)')
+    e.add_argument('--sequences', nargs='+', default=None, help='multiface: sequence names, e.g. E057_Cheeks_Puffed (default: all)')
+    e.add_argument('--multiface-space', choices=MULTIFACE_SPACES, default='head',
+                   help='multiface: GT as stored (head) or moved by <frame>_transform.txt (world)')
+    e.add_argument('--multiface-topology', type=Path, default=None, help="multiface: .obj with the faces of .bin frames (default: the subject's first .obj frame)")
+    e.add_argument('--on-missing', choices=('skip', 'fail'), default='skip', help='a GT item without prediction: skip it (listed in missing.txt) or fail')
     e.add_argument('--plots', action='store_true', help='cumulative error curve (PNG) and HTML heat-maps')
     e.add_argument('--quiet', action='store_true', help='no progress bar')
     return e
@@ -254,8 +423,11 @@ def main_eval(args) -> int:
                      gt_units=args.gt_units, align=args.align, regions=args.regions, metrical=args.metrical,
                      keypoints=getattr(args, 'realy_keypoints', None), scale_file=getattr(args, 'realy_scale', None),
                      vertex_mask=getattr(args, 'realy_mask', None), nonrigid=not getattr(args, 'realy_rigid_only', False),
-                     plots=args.plots, progress=not args.quiet)
+                     subjects=getattr(args, 'subjects', None), sequences=getattr(args, 'sequences', None),
+                     space=getattr(args, 'multiface_space', 'head'), topology=getattr(args, 'multiface_topology', None),
+                     on_missing=getattr(args, 'on_missing', 'skip'), plots=args.plots, progress=not args.quiet)
     res = run_eval(cfg)
     print(f"evaluated {len(res.rows)} ({len(res.missing)} without prediction) in {res.seconds:.1f} s: {res.csv}, {res.markdown}"
-          + (f", {len(res.plots)} plot(s)" if res.plots else ''))
+          + (f", {len(res.plots)} plot(s)" if res.plots else '')
+          + (f"\nwithout prediction: {', '.join(res.missing[:10])}{' ...' if len(res.missing) > 10 else ''} (all in {cfg.out / 'missing.txt'})" if res.missing else ''))
     return 0
