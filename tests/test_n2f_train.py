@@ -133,3 +133,32 @@ def test_ddp_two_gloo_processes(tmp_path):
     from facebench.n2f.train import load_model as lm
     it0 = SyntheticFaces(lm('builtin', n_vertices=500), SynthConfig(image_size=32, batch_size=2), rank=0, world_size=2).indices()
     assert [next(it0) for _ in range(2)] == [0, 2]
+
+def test_validation_metrics_and_best_on_cd(tmp_path):
+    "Validation scores predictions through facebench.metrics; best_on='cd_mm' keeps the checkpoint with the lowest val CD."
+    from facebench.n2f.train import prediction_metrics
+    from facebench.n2f.model import N2FOutput
+    from facebench.synth import fixed_set, SynthConfig
+    from facebench.metrics import mesh_metrics
+    r = run_n2f_train(tiny(tmp_path / 'cd', steps=4, val_every=1, best_on='cd_mm'))
+    log = read_log(r.log_path)
+    cds = [row['val_cd_mm'] for row in log]
+    assert len(cds) == 4 and all(c > 0 for c in cds) and {'val_nme', 'val_mne_rad', 'val_cr_2mm'} <= set(log[0])
+    ck = torch.load(r.best_path, weights_only=False)
+    assert ck['best_val'] == min(cds) and ck['step'] == 1 + cds.index(min(cds))
+    # oracle prediction (GT parameters and camera): CD 0, CR 1, NME 0; the template: CD of mesh_metrics directly
+    m = load_model('builtin', n_vertices=500, n_shape=8, n_expression=6)
+    b = fixed_set(m, SynthConfig(image_size=32, batch_size=2), 1, seed=5)[0]
+    p = b.params
+    gt = N2FOutput(omega=None, shape=p.shape, jaw6d=b.jaw6d, expression=p.expression, eyelids=p.eyelids, camera_rotation=b.camera.R,
+                   camera_translation=b.camera.t, focal=b.camera.focal, principal=b.camera.principal)
+    s = prediction_metrics(m, gt, p, b.landmarks, 32, regions=('face', 'nose'))
+    assert s['cd_mm'].max() < 1e-3 and (s['cr_2mm'] == 1).all() and s['nme'].max() < 1e-4 and 'nose/cd_mm' in s
+    z = torch.zeros_like
+    neutral = N2FOutput(omega=None, shape=z(p.shape), jaw6d=torch.tensor([[1., 0, 0, 0, 1, 0]]).expand(2, 6), expression=z(p.expression),
+                        eyelids=z(p.eyelids))
+    s0 = prediction_metrics(m, neutral, p, b.landmarks, 32)
+    direct = [mesh_metrics(m.neutral(1).vertices[0], m.faces, v, m.faces, units='m').cd_mm for v in m.from_params(p).vertices]
+    assert torch.allclose(s0['cd_mm'], torch.tensor(direct, dtype=torch.float64), atol=1e-5) and s0['nme'].isnan().all()
+    with pytest.raises(InputError, match='best_on must be one of'): tiny(tmp_path, best_on='loss')
+    with pytest.raises(InputError, match='needs val_metrics=True'): tiny(tmp_path, best_on='cd_mm', val_metrics=False)

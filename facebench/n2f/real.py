@@ -22,7 +22,7 @@ from ..synth import SynthConfig
 from .model import N2FNet, N2FConfig, N2FOutput, ParamLayout, check_normal_map
 from .losses import ParamLossWeights, RenderLossWeights, LossTerms, render_face, face_indicator
 from .fit import FitConfig, fit
-from .train import (TrainConfig, compute_loss, param_groups, set_trainable, lr_factor, save_checkpoint,
+from .train import (TrainConfig, compute_loss, param_groups, set_trainable, lr_factor, save_checkpoint, open_run, write_log,
                                  load_checkpoint, evaluate, read_log, plot_log)
 
 # %% auto #0
@@ -728,19 +728,6 @@ class FinetuneResult:
     pseudo_gt: PseudoGTReport|None = None
     net: object = None
 
-def _write_log(path: Path, rows: list, keep_until: int):
-    old = []
-    if path.exists():
-        with open(path) as f: old = [r for r in csv.DictReader(f) if int(float(r['step'])) <= keep_until]
-    allrows, keys = old + rows, []
-    for r in allrows:
-        for k in r:
-            if k not in keys: keys.append(k)
-    tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=keys); w.writeheader(); w.writerows(allrows)
-    os.replace(tmp, path)
-
 def _prepare(batch: RealBatch, config: FinetuneConfig, model, normals, masks, dev) -> RealBatch:
     b = batch.to(dev, model.dtype).attach(normals, masks)
     if config.stage == 'render' and config.render_targets == 'fit':
@@ -786,26 +773,17 @@ def run_n2f_finetune(config: FinetuneConfig,
     perm = torch.randperm(n_all, generator=torch.Generator().manual_seed(config.seed + 17)).tolist()
     if config.val_items >= n_all: raise InputError(f"val_items={config.val_items} leaves no training image ({n_all} in all)")
     val_idx, train_idx = perm[:config.val_items], sorted(perm[config.val_items:])
-    torch.manual_seed(config.seed)
-    net = N2FNet(model, config.net).to(dev)
-    if config.init_from: load_checkpoint(config.init_from, net, map_location=dev)
-    set_trainable(net, config.stage)
-    opt = torch.optim.Adam(param_groups(net, tc))
-    for g in opt.param_groups: g['initial_lr'] = g['lr']
     last, best = out / 'last.pt', out / 'best.pt'
-    step, best_val = 0, float('inf')
-    if config.resume and last.exists():
-        ck = load_checkpoint(last, net, map_location=dev)
+    def same_stage(ck):
         if ck.get('extra', {}).get('stage') not in (None, config.stage):
             raise InputError(f"{last} is a checkpoint of fine-tuning stage {ck['extra']['stage']!r}, this run is stage "
                              f"{config.stage!r}: use another out_dir or resume=False")
-        opt.load_state_dict(ck['optimizer'])
-        step, best_val = ck['step'], ck['best_val']
+    net, opt, step, best_val = open_run(model, tc, dev, config.resume, check=same_stage)
     indicator = face_indicator(model, config.fit.face_regions)
     val = [_prepare(collate_real([ds[i] for i in val_idx[s:s + config.batch_size]]), config, model, normals, masks, dev)
            for s in range(0, len(val_idx), config.batch_size)]
     log_path, rows, last_val = out / 'log.csv', [], None
-    _write_log(log_path, [], keep_until=step)
+    write_log(log_path, [], keep_until=step)
     end = config.steps if config.stop_after is None else min(config.steps, step + config.stop_after)
     loader = torch.utils.data.DataLoader(ds, batch_sampler=_StepBatches(len(train_idx), config.batch_size, config.seed, step, end, train_idx),
                                          collate_fn=collate_real, num_workers=config.num_workers)
@@ -837,10 +815,10 @@ def run_n2f_finetune(config: FinetuneConfig,
         rows.append(row)
         if step % config.ckpt_every == 0 or step == end:
             save_checkpoint(last, net, opt, step, best_val, tc, extra)
-            _write_log(log_path, [r for r in rows], keep_until=step - len(rows))
+            write_log(log_path, [r for r in rows], keep_until=step - len(rows))
         if bar is not None: bar.update(1); bar.set_postfix(loss=f"{row['loss']:.4g}")
     if bar is not None: bar.close()
-    _write_log(log_path, rows, keep_until=step - len(rows))
+    write_log(log_path, rows, keep_until=step - len(rows))
     try: plot_log(log_path).savefig(out / 'loss.png', dpi=100)
     except Exception: pass
     return FinetuneResult(step, best_val, last_val, out, best if best.exists() else None, last, log_path, rows, time.time() - t0, report, net)

@@ -14,17 +14,19 @@ from ..models.base import ModelData, MorphableModel, Params
 from ..models.builtin import builtin_head
 from ..models.load import load_model
 from ..synth import SynthConfig, Corruption, SyntheticFaces, fixed_set, _mix
-from .model import N2FNet, N2FConfig, ParamLayout, make_input
+from .model import N2FNet, N2FConfig, ParamLayout, N2FOutput, make_input
 from .losses import (ParamLossWeights, RenderLossWeights, LossTerms, omega_target, param_loss, render_face,
                                   render_loss, face_indicator)
 
 # %% auto #0
-__all__ = ['STAGES', 'TrainConfig', 'config_from_dict', 'config_to_dict', 'load_train_config', 'save_train_config',
+__all__ = ['STAGES', 'BEST_ON', 'TrainConfig', 'config_from_dict', 'config_to_dict', 'load_train_config', 'save_train_config',
            'param_groups', 'set_trainable', 'lr_factor', 'compute_loss', 'save_checkpoint', 'load_checkpoint',
-           'TrainResult', 'evaluate', 'run_n2f_train', 'read_log', 'plot_log', 'add_n2f_parser', 'main_n2f']
+           'TrainResult', 'predict', 'prediction_metrics', 'evaluate', 'write_log', 'open_run', 'run_n2f_train',
+           'read_log', 'plot_log', 'add_n2f_parser', 'main_n2f']
 
 # %% ../../nbs/23_n2f_train.ipynb #44df3938
 STAGES = ('param', 'render', 'joint')
+BEST_ON = ('total', 'cd_mm', 'nme')
 
 @dataclass
 class TrainConfig:
@@ -51,6 +53,9 @@ class TrainConfig:
     val_every: int = 1000
     val_batches: int = 8               # fixed validation set: val_batches x batch_size samples
     val_seed: int = 1_000_003
+    val_metrics: bool = True           # also score validation predictions with facebench.metrics: CD/MNE/CR@2mm (mm, rigid
+                                       # alignment) against the GT mesh and NME (68 landmarks, inter-ocular)
+    best_on: str = 'total'             # validation value that picks best.pt: 'total' (the stage's loss), 'cd_mm' or 'nme'
     log_every: int = 50
     ckpt_every: int = 1000
     out_dir: str = 'runs/n2f'
@@ -66,6 +71,9 @@ class TrainConfig:
             v = getattr(self, k)
             if isinstance(v, dict): setattr(self, k, _from_dict(cls, v, k))
         if self.stage not in STAGES: raise InputError(f"TrainConfig.stage must be one of {STAGES}, got {self.stage!r}")
+        if self.best_on not in BEST_ON: raise InputError(f"TrainConfig.best_on must be one of {BEST_ON}, got {self.best_on!r}")
+        if self.best_on != 'total' and not self.val_metrics:
+            raise InputError(f"TrainConfig.best_on={self.best_on!r} needs val_metrics=True")
         for k in ('steps', 'batch_size', 'val_every', 'val_batches', 'log_every', 'ckpt_every'):
             v = getattr(self, k)
             if not isinstance(v, int) or v <= 0: raise InputError(f"TrainConfig.{k} must be a positive int, got {v!r}")
@@ -220,7 +228,7 @@ def load_checkpoint(path, net: N2FNet|None = None, map_location='cpu') -> dict:
 class TrainResult:
     "What `run_n2f_train` leaves behind."
     step: int                 # last completed step
-    best_val: float
+    best_val: float           # best validation value (`config.best_on`)
     last_val: float|None
     out_dir: Path
     best_path: Path|None
@@ -236,21 +244,67 @@ def _dist():
     return 0, 1
 
 @torch.no_grad()
+def predict(net: N2FNet, batch, amp: bool = True) -> N2FOutput:
+    "The network's prediction (Ω and the decoded camera, float32) for a `SynthBatch`-like batch (its input mode's maps, f, c)."
+    x = make_input(net.config.input, batch.input_normal, batch.input_face_mask, getattr(batch, 'uv', None))
+    with _autocast(x.device, amp):
+        out = net(x, batch.camera.focal, batch.camera.principal)
+    return _float_output(out)
+
+def _float_output(out: N2FOutput) -> N2FOutput:
+    return N2FOutput(**{k: (v.detach().float() if isinstance(v, Tensor) else v) for k, v in out.__dict__.items()})
+
+def prediction_metrics(model: MorphableModel,
+                       out: N2FOutput,            # prediction of B samples (with a camera for the NME)
+                       params: Params,            # ground truth (model parameters)
+                       landmarks: Tensor|None,    # (B,68,2) ground-truth 2D landmarks (pixels of the crop)
+                       image_size: int|None = None,
+                       regions=None,              # region names (of `model.regions`) for per-region CD/MNE/CR, or None
+                       cr_threshold_mm: float = 2.0,
+                      ) -> dict:                  # name -> (B,) float64 per-sample values
+    """Per-sample scores through `facebench.metrics`: 'cd_mm', 'mne_rad', 'cr_2mm' of the predicted mesh against the GT
+    mesh (`mesh_metrics`: rigid alignment, point-to-surface Chamfer in mm, normal angle, share of GT vertices within 2 mm;
+    both meshes in the model frame, head pose excluded), per-region '<region>/<metric>' and 'nme' (`nme`, inter-ocular,
+    of the 68 predicted landmarks projected with the predicted camera; NaN without a camera)."""
+    from facebench.metrics import mesh_metrics, nme
+    po = model.from_params(out.params())
+    pv = po.vertices.detach()
+    gv = model.from_params(params).vertices.detach()
+    if pv.shape != gv.shape: raise InputError(f"prediction has vertices {tuple(pv.shape)}, ground truth {tuple(gv.shape)}")
+    reg = None if regions is None else {k: model.regions[k] for k in regions if k in model.regions}
+    rows = [mesh_metrics(pv[i], model.faces, gv[i], model.faces, units=model.units, regions=reg, cr_threshold_mm=cr_threshold_mm).row()
+            for i in range(pv.shape[0])]
+    res = {k: torch.tensor([r.get(k, float('nan')) for r in rows], dtype=torch.float64) for k in rows[0]}
+    if landmarks is not None and out.camera_rotation is not None and landmarks.shape[1] == 68:
+        S = image_size if image_size is not None else int(round(float(out.principal[0, 0]) * 2))
+        uv, _ = out.camera(S).project(po.landmarks.detach().to(out.camera_rotation))
+        res['nme'] = nme(uv.detach(), landmarks.detach().to(uv), 'inter_ocular').cpu()
+    else:
+        res['nme'] = torch.full((pv.shape[0],), float('nan'), dtype=torch.float64)
+    return res
+
+@torch.no_grad()
 def evaluate(net: N2FNet, model: MorphableModel, batches: list, config: TrainConfig, indicator=None) -> dict:
-    "Mean loss terms of the stage over fixed batches (the validation loss is 'total')."
+    """Mean loss terms of the stage over fixed batches (the validation loss is 'total'); with `config.val_metrics`, also
+    the mean 'cd_mm', 'mne_rad', 'cr_2mm' and 'nme' of `prediction_metrics` over the batches that carry ground-truth parameters."""
     was = net.training; net.eval()
-    acc = {}
+    acc, scores = {}, []
     for b in batches:
         L = compute_loss(net, model, b, config, indicator)
         for k, v in {'total': float(L.total), **L.parts}.items(): acc[k] = acc.get(k, 0.0) + v / len(batches)
+        if getattr(config, 'val_metrics', False) and getattr(b, 'params', None) is not None and b.params.shape is not None:
+            m = prediction_metrics(model, predict(net, b, config.amp), b.params, b.landmarks, net.config.image_size)
+            scores.append({k: m[k] for k in ('cd_mm', 'mne_rad', 'cr_2mm', 'nme')})
+    if scores:
+        for k in scores[0]: acc[k] = float(torch.cat([s[k] for s in scores]).nanmean())
     net.train(was)
     return acc
 
-def _write_csv(path: Path, rows: list, keep_until: int|None = None):
-    "Rewrite the log keeping existing rows with step <= keep_until, then append `rows`."
+def write_log(path: Path, rows: list, keep_until: int|None = None):
+    "Rewrite the CSV log atomically, keeping existing rows with step <= keep_until (a resumed run's past), then append `rows`."
     old = []
     if path.exists() and keep_until is not None:
-        with open(path) as f: old = [r for r in csv.DictReader(f) if int(r['step']) <= keep_until]
+        with open(path) as f: old = [r for r in csv.DictReader(f) if int(float(r['step'])) <= keep_until]
     allrows = old + rows
     keys = []
     for r in allrows:
@@ -261,6 +315,23 @@ def _write_csv(path: Path, rows: list, keep_until: int|None = None):
         w = csv.DictWriter(f, fieldnames=keys); w.writeheader(); w.writerows(allrows)
     os.replace(tmp, path)
 
+def open_run(model: MorphableModel, config: TrainConfig, device, resume: bool = True, check=None) -> tuple:
+    """Seeded N2FNet (from `config.init_from` when set) with the stage's trainable parts, its Adam optimiser over
+    `param_groups`, and where to continue: (net, optimizer, step, best_val). With `resume` and `config.out_dir/last.pt`
+    present, the network, optimiser, step and best value come from it; `check(checkpoint dict)` may refuse it first."""
+    torch.manual_seed(config.seed)
+    net = N2FNet(model, config.net).to(device)
+    if config.init_from: load_checkpoint(config.init_from, net, map_location=device)
+    set_trainable(net, config.stage)
+    opt = torch.optim.Adam(param_groups(net, config))
+    for g in opt.param_groups: g['initial_lr'] = g['lr']
+    last = Path(config.out_dir) / 'last.pt'
+    if not (resume and last.exists()): return net, opt, 0, float('inf')
+    ck = load_checkpoint(last, net, map_location=device)
+    if check is not None: check(ck)
+    opt.load_state_dict(ck['optimizer'])
+    return net, opt, ck['step'], ck['best_val']
+
 def run_n2f_train(config: TrainConfig, model: MorphableModel|None = None) -> TrainResult:
     "Train N2FNet as `config` says; returns where the checkpoints and the log are."
     t0 = time.time()
@@ -269,24 +340,14 @@ def run_n2f_train(config: TrainConfig, model: MorphableModel|None = None) -> Tra
     if dev.type == 'cuda' and world > 1: dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', rank)))
     model = load_model(config.model, config.n_shape, config.n_expression, device=dev, n_vertices=config.n_vertices) if model is None else model.to(dev)
     out = Path(config.out_dir); out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
-    net = N2FNet(model, config.net).to(dev)
-    if config.init_from: load_checkpoint(config.init_from, net, map_location=dev)
-    set_trainable(net, config.stage)
-    opt = torch.optim.Adam(param_groups(net, config))
-    for g in opt.param_groups: g['initial_lr'] = g['lr']
+    net, opt, step, best_val = open_run(model, config, dev, config.resume)
     last, best = out / 'last.pt', out / 'best.pt'
-    step, best_val = 0, float('inf')
-    if config.resume and last.exists():
-        ck = load_checkpoint(last, net, map_location=dev)
-        opt.load_state_dict(ck['optimizer'])
-        step, best_val = ck['step'], ck['best_val']
     synth = dataclasses.replace(config.synth, batch_size=config.batch_size)
     stream = SyntheticFaces(model, synth, seed=config.seed, rank=rank, world_size=world)
     val = fixed_set(model, synth, config.val_batches, seed=config.val_seed) if rank == 0 else []
     indicator = face_indicator(model, synth.face_regions)
     log_path, rows, last_val = out / 'log.csv', [], None
-    if rank == 0: _write_csv(log_path, [], keep_until=step)
+    if rank == 0: write_log(log_path, [], keep_until=step)
     end = config.steps if config.stop_after is None else min(config.steps, step + config.stop_after)
     bar = None
     if config.progress and rank == 0:
@@ -309,7 +370,7 @@ def run_n2f_train(config: TrainConfig, model: MorphableModel|None = None) -> Tra
         if rank == 0:
             if step % config.val_every == 0 or step == config.steps:
                 v = evaluate(net, model, val, config, indicator)
-                last_val = v['total']
+                last_val = v.get(config.best_on, v['total'])
                 row.update({f'val_{k}': x for k, x in v.items()})
                 if last_val < best_val:
                     best_val = last_val
@@ -317,12 +378,12 @@ def run_n2f_train(config: TrainConfig, model: MorphableModel|None = None) -> Tra
             rows.append(row)
             if step % config.ckpt_every == 0 or step == end:
                 save_checkpoint(last, net, opt, step, best_val, config)
-                _write_csv(log_path, [r for r in rows if r['step'] <= step], keep_until=step - len(rows))
+                write_log(log_path, [r for r in rows if r['step'] <= step], keep_until=step - len(rows))
             if bar is not None:
                 bar.update(1); bar.set_postfix(loss=f"{row['loss']:.4g}")
     if bar is not None: bar.close()
     if rank == 0:
-        _write_csv(log_path, rows, keep_until=step - len(rows))
+        write_log(log_path, rows, keep_until=step - len(rows))
         try: plot_log(log_path).savefig(out / 'loss.png', dpi=100)
         except Exception: pass
     return TrainResult(step, best_val, last_val, out, best if best.exists() else None, last, log_path, rows, time.time() - t0, net)
@@ -352,7 +413,7 @@ def plot_log(path, keys: tuple|None = None):
     ax.set_yscale('log'); ax.set_xlabel('step'); ax.set_ylabel('loss'); ax.legend(); fig.tight_layout()
     return fig
 
-# %% ../../nbs/23_n2f_train.ipynb #87a37d4f
+# %% ../../nbs/23_n2f_train.ipynb #e75cc27c
 def add_n2f_parser(subparsers):
     "Add the `n2f` command (`n2f train --config FILE`) to an argparse subparsers object."
     p = subparsers.add_parser('n2f', help='N2FNet: train the normal-to-FLAME regressor')
