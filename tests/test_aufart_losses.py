@@ -95,3 +95,49 @@ def test_regularizer_and_temporal():
     assert float(au_trajectory_loss(a, b)) == pytest.approx(0.04 / 4, rel=1e-5)
     with pytest.raises(InputError, match='K >= 2'): expression_smoothness(torch.zeros(2, 1, 3))
     with pytest.raises(InputError, match='differ'): au_trajectory_loss(torch.zeros(2, 3, 27), torch.zeros(2, 4, 27))
+
+# ------------------------------------------------------------------ EMOCA emotion loss, MediaPipe-105 groups
+def test_emotion_loss_is_feature_mse():
+    from facebench.aufart.losses import emotion_loss
+    a = torch.zeros(2, 4, requires_grad=True); b = torch.tensor([[1., 2., 0., 0.], [0., 0., 0., 3.]], requires_grad=True)
+    l = emotion_loss(a, b)
+    assert float(l.detach()) == pytest.approx((1 + 4 + 9) / 8)
+    l.backward()
+    assert b.grad is None and a.grad is not None                 # the input's features are targets
+    assert AufartLossConfig().emotion == 0.9 == AufartLossConfig.selfsupervised().emotion
+    with pytest.raises(InputError, match='feat_input'): emotion_loss(torch.zeros(2, 4), torch.zeros(3, 4))
+
+def test_mediapipe105_weights_follow_the_public_rule():
+    from facebench.aufart.losses import MEDIAPIPE105_AU_GROUPS, MEDIAPIPE105_LIP_OUT
+    g = torch.Generator().manual_seed(3)
+    au = (torch.rand(16, 41, generator=g) > 0.8).float() * torch.rand(16, 41, generator=g)
+    w = au_landmark_weights(au, 105, threshold=0.5, gain=5.0)
+    # reference: the public code's per-sample loop (groups in its order, later ones overwrite; outer lip / 5)
+    code_order = ['brow', 'brow_inner', 'brow_outer', 'eye_up', 'eye_low', 'eye_all', 'nose', 'lip_up', 'lip_end', 'mouth']
+    ref = torch.ones(16, 105)
+    for i in range(16):
+        for name in code_order:
+            lm, aus = MEDIAPIPE105_AU_GROUPS[name]
+            if any(float(au[i, a]) >= 0.5 for a in aus): ref[i, list(lm)] = 5.0 / len(lm)
+    ref[:, list(MEDIAPIPE105_LIP_OUT)] /= 5
+    assert list(MEDIAPIPE105_AU_GROUPS) == code_order
+    torch.testing.assert_close(w, ref)
+    assert len(MEDIAPIPE105_AU_GROUPS['mouth'][0]) == 40 and MEDIAPIPE105_AU_GROUPS['nose'][0] == tuple(range(52, 65))
+    with pytest.raises(InputError, match='MediaPipe-105'): au_landmark_weights(au, 98)
+
+def test_mediapipe105_lip_distance():
+    from facebench.aufart.losses import MEDIAPIPE105_LIP_PAIRS
+    assert len(MEDIAPIPE105_LIP_PAIRS) == 20 and all(65 <= b <= 104 or b == 61 for p in MEDIAPIPE105_LIP_PAIRS for b in p)
+    t = torch.zeros(1, 105, 2)
+    for k, (a, b) in enumerate(MEDIAPIPE105_LIP_PAIRS):   # partners 3 px apart, each pair at its own x
+        if a != 61: t[0, a] = torch.tensor([float(k), 0.0])
+        t[0, b] = torch.tensor([float(k), 3.0])
+    t[0, 61] = torch.tensor([0.0, 3.0]); t[0, 65] = torch.tensor([0.0, 0.0])
+    p = t.clone(); p[0, 66, 1] -= 2.0                     # move one point of one pair (66, 67) 2 px further away
+    assert float(lip_distance_loss(p, t, 10)) == pytest.approx(2 / 20 / 10, abs=1e-6)
+    assert float(eye_distance_loss(p, t, 10)) == 0
+    with pytest.raises(InputError, match='iBUG-68 or MediaPipe-105'): lip_distance_loss(torch.zeros(1, 70, 2), torch.zeros(1, 70, 2), 10)
+
+def test_landmark_scheme_config():
+    assert AufartLossConfig().landmark_scheme == 'auto'
+    with pytest.raises(InputError, match='landmark_scheme'): AufartLossConfig(landmark_scheme='dlib')

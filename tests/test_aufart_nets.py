@@ -8,7 +8,7 @@ from facebench.core import InputError
 from facebench.aufart.nets import (AU_NAMES, SUB_AU_NAMES, SUB_AU_PARENTS, AUNet, AUNetConfig, Attention, Aufart, AufartConfig,
                                    AufartHeadConfig, DECA_PARAM_DIMS, GlobalEncoder, GlobalEncoderConfig, GraphAttention,
                                    ResNetSpec, au_names, check_image, head_dims, load_deca_encoder, load_opengraphau,
-                                   make_head, read_state_dict)
+                                   make_head, read_state_dict, HEAD_VARIANTS)
 
 SPEC = ResNetSpec.tiny()
 G = torch.Generator().manual_seed(0)
@@ -230,7 +230,10 @@ def test_code_head_outputs_and_zero_init():
     h = make_head(AufartHeadConfig.tiny(variant='code', n_expression=50, n_camera=0)).double()
     o = h(au, gf)
     assert o.expression.shape == (2, 50) and o.jaw_pose.shape == (2, 3) and o.camera.shape == (2, 0)
-    assert o.expression.abs().max() < 0.5   # gain-0.01 output layer: a nearly neutral start
+    assert torch.equal(o.expression, torch.zeros_like(o.expression)) and torch.equal(o.jaw_pose, torch.zeros_like(o.jaw_pose))
+    for variant in HEAD_VARIANTS:   # every head starts exactly at psi = 0 (the zero-expression baseline) and no camera change
+        o = make_head(AufartHeadConfig.tiny(variant=variant, n_expression=5)).double()(au, gf)
+        assert o.expression.abs().max() == 0 and o.camera.abs().max() == 0
     with pytest.raises(InputError, match="must be one of"): make_head(AufartHeadConfig.tiny(variant='x'))
 
 class _M:
@@ -244,7 +247,7 @@ def test_aufart_model_dims_frozen_and_dtypes():
         img = torch.rand(2, 3, 32, 32)
         o = net(img)
         assert o.expression.shape == (2, 53) and o.jaw_pose.shape == (2, 0) and o.au.shape == (2, 41)
-        o.expression.square().sum().backward()
+        (o.expression - 1).square().sum().backward()   # the output layer starts at zero: use a non-zero target
         assert all(p.grad is None for p in net.au_net.parameters()) and all(p.grad is None for p in net.encoder.parameters())
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.head.parameters())
         net.train(); assert not net.au_net.training and not net.encoder.training and net.head.training
@@ -271,3 +274,67 @@ def test_global_baseline_head_ignores_au_features():
     o = h(au, gf)
     assert o.expression.shape == (2, 5) and torch.equal(h(-au, gf).expression, o.expression)
     assert (h(au, gf + 1).expression - o.expression).abs().max() > 1e-6
+
+def test_small_preset_sizes():
+    class M: n_expression, joint_names = 24, ['global', 'neck', 'jaw', 'eye_left', 'eye_right']
+    cfg = AufartConfig.for_model(M(), 'paper', preset='small')
+    assert cfg.image_size == 64 and cfg.au_net.dim == 16 and cfg.head.global_dim == 64
+    o = Aufart(cfg).eval()(torch.rand(2, 3, 64, 64))
+    assert o.au_features.shape == (2, 27, 16) and o.global_feature.shape == (2, 64) and o.expression.shape == (2, 24)
+    with pytest.raises(InputError, match='preset'): AufartConfig.for_model(M(), 'paper', preset='huge')
+
+# ------------------------------------------------------------------ EMOCA emotion network
+def emoca_state(spec, wrap=True, aufart_names=False):
+    "A state dict in EMOCA's emotion-recognition names, random values: backbone.<torchvision>, backbone.fc (face-id), linear."
+    sd = tv_resnet_state(spec, 'backbone.')
+    C = spec.hidden_sizes[-1]
+    sd['backbone.fc.weight'] = rnd(8631, C); sd['backbone.fc.bias'] = rnd(8631)
+    lin = 'linear.0.' if aufart_names else 'linear.'
+    sd[lin + 'weight'] = rnd(10, C); sd[lin + 'bias'] = rnd(10)
+    return {'state_dict': sd, 'epoch': 1} if wrap else sd
+
+def ref_emoca_layout(x, sd, spec, prefix):
+    "EMOCA's own ResNet (VGGFace2 layout): stride in the first 1x1 conv, unpadded ceil-mode max-pool."
+    x = F.relu(ref_bn(F.conv2d(x, sd[prefix + 'conv1.weight'], stride=2, padding=3), sd, prefix + 'bn1'))
+    x = F.max_pool2d(x, 3, 2, 0, ceil_mode=True)
+    for i, depth in enumerate(spec.depths, 1):
+        for j in range(depth):
+            p = f'{prefix}layer{i}.{j}.'
+            stride = 2 if (j == 0 and i > 1) else 1
+            y = F.relu(ref_bn(F.conv2d(x, sd[p + 'conv1.weight'], stride=stride), sd, p + 'bn1'))
+            y = F.relu(ref_bn(F.conv2d(y, sd[p + 'conv2.weight'], padding=1), sd, p + 'bn2'))
+            y = ref_bn(F.conv2d(y, sd[p + 'conv3.weight']), sd, p + 'bn3')
+            sc = ref_bn(F.conv2d(x, sd[p + 'downsample.0.weight'], stride=stride), sd, p + 'downsample.1') if p + 'downsample.0.weight' in sd else x
+            x = F.relu(y + sc)
+    return x
+
+def test_emotion_net_loads_emoca_checkpoint(tmp_path):
+    from facebench.aufart.nets import EmotionNet, EmotionNetConfig, load_emotion_net
+    ck = emoca_state(SPEC)
+    torch.save(ck, tmp_path / 'emoca.ckpt')
+    x = torch.rand(2, 3, 48, 48, generator=G, dtype=torch.float64)
+    for layout, ref in ((False, ref_resnet), (True, ref_emoca_layout)):
+        net = EmotionNet(EmotionNetConfig(SPEC, input_size=64, emoca_layout=layout)).double().eval()
+        rep = load_emotion_net(net, tmp_path / 'emoca.ckpt')
+        assert not rep.missing and not rep.unexpected and rep.ignored == ['backbone.fc.weight', 'backbone.fc.bias']
+        want = ref(F.interpolate(x, size=(64, 64), mode='bilinear', align_corners=False), ck['state_dict'], SPEC, 'backbone.').mean((2, 3))
+        torch.testing.assert_close(net(x), want)
+        torch.testing.assert_close(net.linear.weight, ck['state_dict']['linear.weight'])
+    # AUFART's code renames linear.* to linear.0.*: accepted too
+    net = EmotionNet(EmotionNetConfig(SPEC, input_size=32)).double()
+    assert not load_emotion_net(net, emoca_state(SPEC, wrap=False, aufart_names=True)).missing
+
+def test_emotion_net_bad_checkpoints(tmp_path):
+    from facebench.aufart.nets import EmotionNet, EmotionNetConfig, load_emotion_net
+    net = EmotionNet(EmotionNetConfig(SPEC, input_size=32)).double()
+    sd = emoca_state(SPEC, wrap=False)
+    sd.pop('backbone.layer1.0.conv2.weight'); sd['head.extra.weight'] = torch.zeros(1)
+    with pytest.raises(InputError, match=r'missing keys \[backbone.encoder.stages.0.layers.0.layer.1.convolution.weight\]'):
+        load_emotion_net(net, sd)
+    with pytest.raises(InputError, match='head.extra.weight'): load_emotion_net(net, sd)
+    rep = load_emotion_net(net, sd, strict=False)
+    assert rep.unexpected == ['head.extra.weight'] and len(rep.missing) == 1
+    big = emoca_state(ResNetSpec(8, (16, 16, 32, 64), (1, 1, 1, 1)), wrap=False)
+    with pytest.raises(InputError, match='does not fit'): load_emotion_net(net, big)
+    with pytest.raises(FileNotFoundError, match='EMOCA emotion checkpoint'): load_emotion_net(net, tmp_path / 'none.ckpt')
+    with pytest.raises(InputError, match='must hold values in'): net(torch.full((1, 3, 8, 8), 2.0, dtype=torch.float64))

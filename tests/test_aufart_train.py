@@ -130,8 +130,9 @@ def test_encoder_frozen_source_runs(tmp_path):
     train, _ = make_datasets(model, cfg)
     so = aufart_step(net, model, train[torch.arange(2)], cfg)
     out = net(train.image[:2])
-    # camera = DECA camera of the frozen encoder + the paper head's correction
-    torch.testing.assert_close(so.camera, out.deca['cam'] + out.camera)
+    # camera = DECA camera of the frozen encoder, refined relative to it by the paper head (zero at the start)
+    torch.testing.assert_close(so.camera, out.deca['cam'])
+    assert out.camera.abs().max() == 0
     assert torch.isfinite(so.loss)
 
 def test_main_aufart_trains_and_writes(tmp_path, capsys):
@@ -145,3 +146,111 @@ def test_main_aufart_trains_and_writes(tmp_path, capsys):
     assert (tmp_path / 'last.pt').exists() and (tmp_path / 'metrics.json').exists()
     assert open(tmp_path / 'log.csv').readline().startswith('step,loss,lr,seconds')
     assert 'zero-expression baseline' in capsys.readouterr().out
+
+def test_refine_camera_is_relative():
+    from facebench.aufart.train import refine_camera
+    cam = torch.tensor([[4.0, 0.01, -0.02], [8.0, 0.0, 0.05]], dtype=torch.float64)
+    X = torch.tensor([0.03, -0.04], dtype=torch.float64)           # a model-space point (x, y)
+    ndc = lambda c: c[:, :1] * (X + c[:, 1:])                       # DECA's orthographic projection s (X + t)
+    d = torch.tensor([[0.0, 0.1, -0.2], [0.0, 0.1, -0.2]], dtype=torch.float64)
+    torch.testing.assert_close(ndc(refine_camera(cam, d)) - ndc(cam), d[:, 1:].clone())   # shifts in image units, whatever s
+    d = torch.tensor([[0.2, 0.0, 0.0], [-0.3, 0.0, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(ndc(refine_camera(cam, d)), ndc(cam) * d[:, :1].exp())      # scale change about the centre
+    torch.testing.assert_close(refine_camera(cam, torch.zeros_like(cam)), cam)
+
+def test_augment_images_preserves_labels_and_range():
+    from facebench.aufart.train import augment_images
+    x = torch.zeros(64, 3, 4, 4); x[:, 0], x[:, 1], x[:, 2] = 0.2, 0.4, 0.6
+    x[..., :2] *= 0.5                                               # left half darker: shows mirroring
+    y = augment_images(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    left_dark = (y[..., :2].mean((1, 2, 3)) < y[..., 2:].mean((1, 2, 3)))
+    assert 10 < int(left_dark.sum()) < 54                           # about half mirrored
+    # every output channel is a gain in [0.6, 1.4] times some input channel
+    base = torch.tensor([0.2, 0.4, 0.6])
+    r = y[:, :, 0, 3][:, :, None] / base[None, None]                # (B,3 out,3 in) ratios at an unmirrored/mirrored bright pixel
+    r2 = y[:, :, 0, 0][:, :, None] / base[None, None]
+    ok = lambda r: ((r >= 0.6 - 1e-6) & (r <= 1.4 + 1e-6)).any(-1)
+    assert (ok(r) | ok(r * 2) | ok(r2) | ok(r2 * 2)).all()
+    perms = {tuple(torch.argsort(y[i, :, 0, 0] + y[i, :, 0, 3]).tolist()) for i in range(64)}
+    assert len(perms) > 1                                           # channels are shuffled
+
+def test_cpu_learning_preset_and_bad_fields():
+    from facebench.aufart.data import SyntheticConfig
+    c = AufartTrainConfig.cpu_learning(steps=5)
+    assert c.net_preset == 'small' and c.image_size == c.synthetic.image_size == 64 and c.steps == 5 and c.pretrain_au_steps > 0
+    d = c.to_dict()
+    assert AufartTrainConfig(**d).synthetic == c.synthetic           # a checkpoint's config round-trips
+    with pytest.raises(InputError, match='synthetic.image_size=32 but image_size=64'):
+        AufartTrainConfig(image_size=64, synthetic=SyntheticConfig(image_size=32))
+    with pytest.raises(InputError, match='net_preset'): AufartTrainConfig(net_preset='huge')
+    with pytest.raises(InputError, match='pretrain_au_target'): AufartTrainConfig(pretrain_au_target='x')
+
+def _mediapipe_model():
+    "The small built-in head with a 'mediapipe105' landmark set (random faces / barycentrics, as a FLAME file would give)."
+    from facebench.models.builtin import builtin_head_data
+    from facebench.models.base import MorphableModel
+    d = builtin_head_data(600)
+    rng = np.random.default_rng(0)
+    front = np.nonzero(d.v_template[d.faces].mean(1)[:, 2] > np.quantile(d.v_template[:, 2], 0.7))[0]
+    d.landmark_sets = {'mediapipe105': (rng.choice(front, 105).astype(np.int64), rng.dirichlet(np.ones(3), 105))}
+    return MorphableModel(d)
+
+def _deca_pixels(points, cam, S):
+    "DECA orthographic projection written out: x_ndc = s (X + t_x), y_ndc = -s (Y + t_y); pixels (ndc + 1) S / 2."
+    s, tx, ty = cam[:, :1], cam[:, 1:2], cam[:, 2:3]
+    return torch.stack([(s * (points[..., 0] + tx) + 1) * S / 2, (-s * (points[..., 1] + ty) + 1) * S / 2], -1)
+
+def test_mediapipe_scheme_and_emotion_term(tmp_path):
+    from facebench.aufart.nets import Aufart, AufartConfig, EmotionNet, EmotionNetConfig
+    from facebench.aufart.data import synthetic_batch, SyntheticConfig
+    from facebench.aufart.losses import lip_distance_loss, eye_distance_loss, emotion_loss
+    model = _mediapipe_model()
+    batch = synthetic_batch(model, 3, SyntheticConfig(image_size=32), 0)
+    gt = batch.landmark_sets['mediapipe105']
+    assert gt.shape == (3, 105, 2)
+    from facebench.aufart.data import SyntheticBatch
+    two = SyntheticBatch.cat([batch[0], batch[1:3]]).to(dtype=torch.float64)
+    assert two.landmark_sets['mediapipe105'].dtype == torch.float64 and torch.equal(two.landmark_sets['mediapipe105'].float(), gt)
+    out = model(shape=batch.params.shape, expression=batch.params.expression, global_pose=batch.params.global_pose, jaw_pose=batch.params.jaw_pose)
+    torch.testing.assert_close(gt, _deca_pixels(out.landmark_sets['mediapipe105'], batch.camera, 32))
+    torch.manual_seed(0)
+    net = Aufart(AufartConfig.for_model(model, 'paper', tiny=True))
+    cfg = tiny_cfg(tmp_path)
+    so = aufart_step(net, model, batch, cfg)
+    # a fresh head predicts psi = 0, theta = 0 and the frozen camera: the reference mesh is the neutral expression
+    n = model(shape=batch.params.shape, global_pose=batch.params.global_pose, jaw_pose=torch.zeros(3, 3))
+    pred = _deca_pixels(n.landmark_sets['mediapipe105'], batch.camera, 32)
+    assert float(so.terms['lip'].detach()) == pytest.approx(cfg.loss.lip * float(lip_distance_loss(pred, gt, 32)), rel=1e-4)
+    assert float(so.terms['eye'].detach()) == pytest.approx(cfg.loss.eye * float(eye_distance_loss(pred, gt, 32)), rel=1e-4, abs=1e-9)
+    so68 = aufart_step(net, model, batch, tiny_cfg(tmp_path, loss=AufartLossConfig.selfsupervised(landmark_scheme='ibug68')))
+    assert float(so68.terms['lip'].detach()) == pytest.approx(cfg.loss.lip * float(lip_distance_loss(so68.landmarks.detach(), batch.landmarks, 32)), rel=1e-4)
+    assert 'emotion' not in so.terms                              # no emotion network: the term is off
+    emo = EmotionNet(EmotionNetConfig.tiny(32))
+    net.attach_emotion_net(emo)
+    so = aufart_step(net, model, batch, cfg)
+    with torch.no_grad(): want = 0.9 * emotion_loss(emo(so.render), emo(batch.image))
+    assert float(so.terms['emotion'].detach()) == pytest.approx(float(want), rel=1e-5)
+    net.train(); assert not emo.training and not any(p.requires_grad for p in emo.parameters())
+    # the built-in head has no MediaPipe set: asking for it is an error, 'auto' falls back to iBUG-68
+    m68, net68 = build(cfg)
+    b68 = make_datasets(m68, cfg)[0][torch.arange(2)]
+    with pytest.raises(InputError, match="needs a model with a 'mediapipe105' landmark set"):
+        aufart_step(net68, m68, b68, tiny_cfg(tmp_path, loss=AufartLossConfig.selfsupervised(landmark_scheme='mediapipe105')))
+    assert 'lip' in aufart_step(net68, m68, b68, cfg).terms
+
+def test_emotion_checkpoint_note(tmp_path):
+    msgs = []
+    run_aufart_train(tiny_cfg(tmp_path, steps=1), log=msgs.append)
+    assert any('emotion loss (weight 0.9) is off' in m for m in msgs)
+
+def test_cli_cpu_learning_preset(tmp_path):
+    import argparse
+    ap = argparse.ArgumentParser(); sp = ap.add_subparsers(dest='command')
+    add_aufart_parser(sp)
+    c = config_from_args(ap.parse_args(['aufart', 'train', '--out', str(tmp_path), '--cpu-learning', '--variant', 'code', '--seed', '3']))
+    ref = AufartTrainConfig.cpu_learning()
+    assert (c.net_preset, c.image_size, c.n_train, c.pretrain_au_steps, c.variant, c.seed) == ('small', 64, ref.n_train, ref.pretrain_au_steps, 'code', 3)
+    assert c.synthetic == ref.synthetic
+    c4 = config_from_args(ap.parse_args(['aufart', 'train', '--out', str(tmp_path), '--cpu-learning', '--K', '4', '--seq-len', '8']))
+    assert c4.K == 4 and c4.batch_size * 4 == ref.batch_size

@@ -10,3 +10,4 @@ from .nets import *
 from .data import *
 from .losses import *
 from .train import *
+from .evaluate import *

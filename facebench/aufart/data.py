@@ -19,8 +19,9 @@ from .nets import AU_NAMES, N_AU
 
 # %% auto #0
 __all__ = ['SKIN_TONES', 'IMAGE_SUFFIXES', 'au_expression_map', 'au_to_expression', 'sample_aus', 'au_envelope', 'au_sequence',
-           'texel_regions', 'procedural_albedo', 'SyntheticConfig', 'SyntheticBatch', 'default_camera', 'render_faces',
-           'random_light', 'random_background', 'synthetic_batch', 'synthetic_sequences', 'ImageFolderDataset']
+           'texel_regions', 'procedural_albedo', 'SyntheticConfig', 'SyntheticBatch', 'project_landmark_sets',
+           'default_camera', 'render_faces', 'random_light', 'random_background', 'synthetic_batch',
+           'synthetic_sequences', 'ImageFolderDataset']
 
 # %% ../../nbs/50_aufart_data.ipynb #dae9877b
 _AU_RE = re.compile(r'AU0*(\d+)(?:_?([LR]))?$', re.IGNORECASE)
@@ -165,21 +166,29 @@ class SyntheticBatch:
     landmarks: Tensor        # (B,68,2) pixels
     landmarks_visible: Tensor  # (B,68) bool
     vertices: Tensor         # (B,V,3) posed mesh
+    landmark_sets: dict = field(default_factory=dict)  # name -> (B,L,2) pixels: the model's extra sets, e.g. 'mediapipe105'
     def __len__(self): return self.image.shape[0]
     def __getitem__(self, idx) -> 'SyntheticBatch':
         if isinstance(idx, int): idx = slice(idx, idx + 1)
-        return SyntheticBatch(**{f.name: (getattr(self, f.name)[idx]) for f in fields(self)})
+        return SyntheticBatch(**{f.name: ({k: v[idx] for k, v in self.landmark_sets.items()} if f.name == 'landmark_sets'
+                                          else getattr(self, f.name)[idx]) for f in fields(self)})
     @staticmethod
     def cat(batches: list) -> 'SyntheticBatch':
         out = {}
         for f in fields(SyntheticBatch):
             xs = [getattr(b, f.name) for b in batches]
-            out[f.name] = Params.cat(xs) if f.name == 'params' else torch.cat(xs)
+            if f.name == 'landmark_sets': out[f.name] = {k: torch.cat([x[k] for x in xs]) for k in xs[0]}
+            else: out[f.name] = Params.cat(xs) if f.name == 'params' else torch.cat(xs)
         return SyntheticBatch(**out)
     def to(self, device=None, dtype=None) -> 'SyntheticBatch':
         mv = lambda x: x.to(device) if (dtype is None or not x.is_floating_point()) else x.to(device=device, dtype=dtype)
-        return SyntheticBatch(**{f.name: (getattr(self, f.name).to(device, dtype) if f.name == 'params' else mv(getattr(self, f.name)))
-                                 for f in fields(self)})
+        conv = lambda n, x: x.to(device, dtype) if n == 'params' else ({k: mv(v) for k, v in x.items()} if n == 'landmark_sets' else mv(x))
+        return SyntheticBatch(**{f.name: conv(f.name, getattr(self, f.name)) for f in fields(self)})
+
+def project_landmark_sets(out, camera: Tensor, image_size: int) -> dict:
+    "The model output's extra landmark sets {name: (B,L,3)} in pixels {name: (B,L,2)} under the DECA camera (B,3)."
+    cam = OrthographicCamera.from_deca(camera, (image_size, image_size))
+    return {k: cam.project(v)[0] for k, v in (getattr(out, 'landmark_sets', None) or {}).items()}
 
 def _params_getitem(p: Params, idx):
     return p[idx]
@@ -247,7 +256,8 @@ def synthetic_batch(model: MorphableModel, batch_size: int, cfg: SyntheticConfig
     bg = random_background(B, cfg.image_size, generator).to(**dt) if cfg.background else None
     with torch.no_grad():
         out, r, img = render_faces(model, params, cam, sh, tex, bg, cfg.image_size)
-    return SyntheticBatch(img, r.mask, au.to(**dt).clone(), params, cam, sh, tex, r.landmarks, r.landmarks_visible, out.vertices)
+    return SyntheticBatch(img, r.mask, au.to(**dt).clone(), params, cam, sh, tex, r.landmarks, r.landmarks_visible, out.vertices,
+                          project_landmark_sets(out, cam, cfg.image_size))
 
 # %% ../../nbs/50_aufart_data.ipynb #52f24129
 def synthetic_sequences(model: MorphableModel, n_seq: int, T: int, cfg: SyntheticConfig = SyntheticConfig(),
@@ -276,7 +286,7 @@ def synthetic_sequences(model: MorphableModel, n_seq: int, T: int, cfg: Syntheti
         with torch.no_grad():
             o, r, img = render_faces(model, params, cam, sh, tex, bg, cfg.image_size)
         out.append(SyntheticBatch(img, r.mask, au.to(**dt), params, cam.contiguous(), sh.contiguous(), tex.contiguous(),
-                                  r.landmarks, r.landmarks_visible, o.vertices))
+                                  r.landmarks, r.landmarks_visible, o.vertices, project_landmark_sets(o, cam, cfg.image_size)))
     return SyntheticBatch.cat(out)
 
 # %% ../../nbs/50_aufart_data.ipynb #4e66bfd7

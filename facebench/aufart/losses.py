@@ -12,12 +12,16 @@ from ..core import InputError, check_tensor
 from .nets import AU_NAMES, N_AU
 
 # %% auto #0
-__all__ = ['LANDMARK_AU_GROUPS', 'AU_LANDMARK_PAIRS', 'EYE_PAIRS', 'LIP_PAIRS', 'AufartLossConfig', 'total_loss',
-           'photometric_loss', 'landmark_loss', 'au_consistency_loss', 'au_landmark_weights', 'au_gated_landmark_loss',
-           'au_distance_loss', 'eye_distance_loss', 'lip_distance_loss', 'regularizer', 'expression_smoothness',
-           'au_trajectory_loss']
+__all__ = ['LANDMARK_SCHEMES', 'LANDMARK_AU_GROUPS', 'MEDIAPIPE105_AU_GROUPS', 'MEDIAPIPE105_LIP_OUT', 'AU_LANDMARK_PAIRS',
+           'EYE_PAIRS', 'LIP_PAIRS', 'MEDIAPIPE105_LIP_PAIRS', 'MEDIAPIPE105_EYE_PAIRS', 'AufartLossConfig',
+           'total_loss', 'photometric_loss', 'landmark_loss', 'au_consistency_loss', 'au_landmark_weights',
+           'au_gated_landmark_loss', 'au_distance_loss', 'eye_distance_loss', 'lip_distance_loss', 'emotion_loss',
+           'regularizer', 'expression_smoothness', 'au_trajectory_loss']
 
 # %% ../../nbs/52_aufart_losses.ipynb #04cc347e
+#: landmark sets the AU-gated, lip and eye terms can use
+LANDMARK_SCHEMES = ('auto', 'ibug68', 'mediapipe105')
+
 @dataclass
 class AufartLossConfig:
     "Weights of AUFART's loss terms (default: the public code's released configuration)."
@@ -26,6 +30,7 @@ class AufartLossConfig:
     au: float = 1.0
     au_landmark: float = 0.01       # AU-gated landmark weighting ("mainAU")
     au_distance: float = 0.7        # AU-specific landmark distances ("subAU")
+    emotion: float = 0.9            # EMOCA emotion-feature MSE ("expression"); used only with an EMOCA checkpoint
     lip: float = 0.5
     eye: float = 0.06
     reg_expression: float = 1e-4
@@ -35,8 +40,11 @@ class AufartLossConfig:
     au_kind: str = 'mse'            # AU consistency: 'mse' (public code), 'l1' or 'bce'
     au_threshold: float = 0.5       # an AU is active above this score (OpenGraphAU's threshold)
     au_gain: float = 5.0            # extra landmark weight of an active AU group
+    landmark_scheme: str = 'auto'   # AU-gated / lip / eye terms on 'ibug68', 'mediapipe105', or 'auto' (MediaPipe when available)
     def __post_init__(self):
         if self.au_kind not in ('mse', 'l1', 'bce'): raise InputError(f"`au_kind` must be 'mse', 'l1' or 'bce', got {self.au_kind!r}")
+        if self.landmark_scheme not in LANDMARK_SCHEMES:
+            raise InputError(f"`landmark_scheme` must be one of {LANDMARK_SCHEMES}, got {self.landmark_scheme!r}")
         neg = {k: v for k, v in asdict(self).items() if isinstance(v, float) and v < 0}
         if neg: raise InputError(f"loss weights must be >= 0, got {neg}")
     @classmethod
@@ -104,15 +112,45 @@ LANDMARK_AU_GROUPS = {
     'mouth': (tuple(range(48, 68)), tuple(range(7, 25)) + (35, 36, 37, 38, 39, 40)),
 }
 
+#: the public code's groups on the 105-point MediaPipe subset (`mediapipe_landmark_embedding.npz['landmark_indices']`
+#: order: brows 0-19, eyes 20-51, nose 52-64, mouth 65-104): group -> (subset indices, OpenGraphAU AU indices)
+MEDIAPIPE105_AU_GROUPS = {
+    'brow': (tuple(range(0, 20)), (2, 31, 32)),
+    'brow_inner': ((1, 3, 5, 6, 8, 9, 11, 13, 15, 16, 18, 19), (0, 27, 28)),
+    'brow_outer': ((0, 1, 2, 4, 7, 8, 10, 11, 12, 14, 17, 18), (1, 29, 30)),
+    'eye_up': ((20, 21, 22, 23, 24, 25, 26, 27, 33, 36, 37, 38, 39, 40, 41, 42, 43, 49), (4, 33, 34)),
+    'eye_low': ((21, 22, 28, 29, 30, 31, 32, 34, 35, 37, 38, 44, 45, 46, 47, 48, 50, 51), (3,)),
+    'eye_all': (tuple(range(20, 52)), (5,)),
+    'nose': (tuple(range(52, 65)), (6, 8, 25, 26, 37, 38)),
+    'lip_up': ((65, 66, 69, 70, 71, 72, 73, 74, 75, 76, 85, 86, 87, 88, 89, 90, 91, 92, 93, 94, 103, 104), (7, 8, 35, 36, 37, 38)),
+    'lip_end': ((71, 72, 73, 74, 79, 80, 81, 82, 85, 86, 88, 89, 90, 91, 92, 93, 97, 98, 99, 100, 103, 104), (9, 10, 11, 12, 13, 39, 40)),
+    'mouth': (tuple(range(65, 105)), tuple(range(14, 25))),
+}
+#: outer-lip points of the subset whose weight the code divides by 5
+MEDIAPIPE105_LIP_OUT = (65, 68, 69, 70, 71, 72, 77, 80, 82, 84, 85, 87, 88, 89, 90, 95, 98, 100, 102, 103)
+
 def au_landmark_weights(au: Tensor,              # (B,27) or (B,41) AU scores
-                        n_landmarks: int = 68,
+                        n_landmarks: int = 68,   # 68 (iBUG) or 105 (MediaPipe subset)
                         threshold: float = 0.5,
                         gain: float = 5.0,
-                       ) -> Tensor:              # (B,68) weights: 1, or 1 + gain in groups with an active AU
-    "Per-landmark weights that emphasise the groups whose action units are active."
+                       ) -> Tensor:              # (B,L) per-landmark weights
+    """Per-landmark weights that emphasise the groups whose action units are active.
+
+    iBUG-68: 1, or 1 + gain in a group with an active AU. MediaPipe-105 (the public code's rule): 1, or gain / (group
+    size) in a group with an active AU (later groups overwrite earlier ones), outer-lip points divided by 5."""
     check_tensor(au, 'au', (None, None))
     if au.shape[1] not in (27, 41): raise InputError(f"`au` must have 27 or 41 columns (OpenGraphAU), got {au.shape[1]}")
-    if n_landmarks != 68: raise InputError(f"AU landmark groups are defined on iBUG-68, got n_landmarks={n_landmarks}")
+    if n_landmarks not in (68, 105):
+        raise InputError(f"AU landmark groups are defined on iBUG-68 and the MediaPipe-105 subset, got n_landmarks={n_landmarks}")
+    if n_landmarks == 105:
+        w = torch.ones(au.shape[0], 105, dtype=au.dtype, device=au.device)
+        for lm, aus in MEDIAPIPE105_AU_GROUPS.values():
+            idx = [a for a in aus if a < au.shape[1]]
+            if not idx: continue
+            on = (au[:, idx] >= threshold).any(1)                                   # (B,)
+            w[:, list(lm)] = torch.where(on[:, None], torch.full_like(w[:, list(lm)], gain / len(lm)), w[:, list(lm)])
+        w[:, list(MEDIAPIPE105_LIP_OUT)] = w[:, list(MEDIAPIPE105_LIP_OUT)] / 5
+        return w.detach()
     w = torch.ones(au.shape[0], 68, dtype=au.dtype, device=au.device)
     for lm, aus in LANDMARK_AU_GROUPS.values():
         idx = [a for a in aus if a < au.shape[1]]
@@ -157,16 +195,37 @@ def au_distance_loss(pred: Tensor, target: Tensor, image_size: int,
 #: eyelid pairs (upper, lower) and lip pairs (upper, lower) of iBUG-68, as DECA's eye/lip distance losses
 EYE_PAIRS = ((37, 41), (38, 40), (43, 47), (44, 46))
 LIP_PAIRS = ((61, 67), (62, 66), (63, 65), (49, 59), (50, 58), (51, 57), (52, 56), (53, 55))
+#: the public code's 20 lip pairs on the MediaPipe-105 subset (upper to lower lip, the corners, and subnasale to
+#: the upper lip), and its 4 eyelid pairs
+MEDIAPIPE105_LIP_PAIRS = ((65, 61), (72, 90), (73, 91), (85, 82), (71, 80), (70, 84), (69, 77), (87, 95), (88, 102), (89, 98),
+                          (103, 100), (86, 81), (74, 79), (75, 83), (76, 78), (66, 67), (94, 96), (93, 101), (92, 97), (104, 99))
+MEDIAPIPE105_EYE_PAIRS = ((23, 31), (25, 29), (41, 45), (39, 47))
+
+def _pairs_for(pred, ibug, mp, what):
+    L = pred.shape[1]
+    if L == 68: return ibug
+    if L == 105: return mp
+    raise InputError(f"{what} needs iBUG-68 or MediaPipe-105 landmarks, got {L} points")
 
 def eye_distance_loss(pred: Tensor, target: Tensor, image_size: int) -> Tensor:
-    "L1 of the upper-to-lower eyelid distances (eye closure)."
+    "L1 of the upper-to-lower eyelid distances (eye closure); iBUG-68 or MediaPipe-105 by the number of points."
     _check_lmk(pred, target)
-    return (_pair_dist(pred, EYE_PAIRS) - _pair_dist(target, EYE_PAIRS)).abs().mean() / image_size
+    P = _pairs_for(pred, EYE_PAIRS, MEDIAPIPE105_EYE_PAIRS, 'eye_distance_loss')
+    return (_pair_dist(pred, P) - _pair_dist(target, P)).abs().mean() / image_size
 
 def lip_distance_loss(pred: Tensor, target: Tensor, image_size: int) -> Tensor:
-    "L1 of the upper-to-lower lip distances (mouth opening)."
+    "L1 of the lip-pair distances (mouth opening and width); iBUG-68 or MediaPipe-105 by the number of points."
     _check_lmk(pred, target)
-    return (_pair_dist(pred, LIP_PAIRS) - _pair_dist(target, LIP_PAIRS)).abs().mean() / image_size
+    P = _pairs_for(pred, LIP_PAIRS, MEDIAPIPE105_LIP_PAIRS, 'lip_distance_loss')
+    return (_pair_dist(pred, P) - _pair_dist(target, P)).abs().mean() / image_size
+
+def emotion_loss(feat_render: Tensor,   # (B,C) `EmotionNet` features of the render
+                 feat_input: Tensor,    # (B,C) of the input image (targets; no gradient)
+                ) -> Tensor:            # () mean squared difference
+    "EMOCA's emotion-consistency ('expression') loss as AUFART's code uses it: MSE between the two feature vectors."
+    dims = {}
+    check_tensor(feat_render, 'feat_render', ('B', 'C'), dims); check_tensor(feat_input, 'feat_input', ('B', 'C'), dims)
+    return F.mse_loss(feat_render, feat_input.detach())
 
 def regularizer(x: Tensor) -> Tensor:  # (B,n) -> ()
     "Σ x² / 2 per sample, averaged over the batch (the public code's reg_exp / reg_jawpose)."

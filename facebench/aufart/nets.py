@@ -13,13 +13,13 @@ from torch import nn, Tensor
 from ..core import InputError, check_tensor
 
 # %% auto #0
-__all__ = ['AU_NAMES', 'SUB_AU_NAMES', 'SUB_AU_PARENTS', 'N_AU', 'DECA_PARAM_DIMS', 'HEAD_VARIANTS', 'au_names', 'check_image',
-           'ResNetSpec', 'make_resnet', 'resnet_tokens', 'LinearBlock', 'normalize_digraph', 'AUGraph', 'AUNetConfig',
-           'AUNetOutput', 'AUNet', 'GlobalEncoderConfig', 'GlobalEncoderOutput', 'GlobalEncoder',
+__all__ = ['AU_NAMES', 'SUB_AU_NAMES', 'SUB_AU_PARENTS', 'N_AU', 'DECA_PARAM_DIMS', 'HEAD_VARIANTS', 'NET_PRESETS', 'au_names',
+           'check_image', 'ResNetSpec', 'make_resnet', 'resnet_tokens', 'LinearBlock', 'normalize_digraph', 'AUGraph',
+           'AUNetConfig', 'AUNetOutput', 'AUNet', 'GlobalEncoderConfig', 'GlobalEncoderOutput', 'GlobalEncoder',
            'torchvision_resnet_key', 'opengraphau_key', 'deca_encoder_key', 'LoadReport', 'read_state_dict',
-           'load_mapped', 'load_opengraphau', 'load_deca_encoder', 'Attention', 'FeedForward', 'GraphAttention',
-           'AufartHeadConfig', 'head_dims', 'HeadOutput', 'PaperHead', 'CodeHead', 'GlobalHead', 'make_head',
-           'AufartConfig', 'AufartOutput', 'Aufart']
+           'load_mapped', 'load_opengraphau', 'load_deca_encoder', 'EmotionNetConfig', 'EmotionNet', 'emotion_net_key',
+           'load_emotion_net', 'Attention', 'FeedForward', 'GraphAttention', 'AufartHeadConfig', 'head_dims',
+           'HeadOutput', 'PaperHead', 'CodeHead', 'GlobalHead', 'make_head', 'AufartConfig', 'AufartOutput', 'Aufart']
 
 # %% ../../nbs/51_aufart_nets.ipynb #0ff4e6ed
 #: OpenGraphAU's 27 main action units, in its output order
@@ -61,8 +61,11 @@ class ResNetSpec:
     embedding_size: int = 64                        # channels of the 7x7 stem
     hidden_sizes: tuple = (256, 512, 1024, 2048)    # output channels of the 4 stages
     depths: tuple = (3, 4, 6, 3)                    # bottleneck blocks per stage
+    stride_in_1x1: bool = False                     # True: stride in the first 1x1 conv (Caffe/VGGFace2 layout)
     @classmethod
     def tiny(cls) -> 'ResNetSpec': return cls(8, (16, 16, 32, 32), (1, 1, 1, 1))
+    @classmethod
+    def small(cls) -> 'ResNetSpec': return cls(16, (32, 32, 64, 64), (1, 1, 1, 1))
     @property
     def out_channels(self) -> int: return self.hidden_sizes[-1]
 
@@ -74,7 +77,7 @@ def make_resnet(spec: ResNetSpec = None) -> nn.Module:
         raise InputError(f"ResNetSpec needs 4 stages with widths divisible by 4, got {spec}")
     cfg = ResNetConfig(num_channels=3, embedding_size=spec.embedding_size, hidden_sizes=list(spec.hidden_sizes),
                        depths=list(spec.depths), layer_type='bottleneck', hidden_act='relu',
-                       downsample_in_first_stage=False, downsample_in_bottleneck=False)
+                       downsample_in_first_stage=False, downsample_in_bottleneck=bool(spec.stride_in_1x1))
     return ResNetModel(cfg)
 
 def resnet_tokens(backbone: nn.Module, x: Tensor) -> Tensor:
@@ -123,6 +126,8 @@ class AUNetConfig:
     imagenet_normalize: bool = True  # OpenGraphAU's input normalisation (applied inside `forward`)
     @classmethod
     def tiny(cls, image_size: int = 32) -> 'AUNetConfig': return cls(ResNetSpec.tiny(), image_size=image_size)
+    @classmethod
+    def small(cls, image_size: int = 64) -> 'AUNetConfig': return cls(ResNetSpec.small(), image_size=image_size)
     @property
     def dim(self) -> int: return self.feature_dim or self.backbone.out_channels // 4
 
@@ -200,6 +205,8 @@ class GlobalEncoderConfig:
     image_size: int = 224
     @classmethod
     def tiny(cls, image_size: int = 32) -> 'GlobalEncoderConfig': return cls(ResNetSpec.tiny(), hidden=32, image_size=image_size)
+    @classmethod
+    def small(cls, image_size: int = 64) -> 'GlobalEncoderConfig': return cls(ResNetSpec.small(), hidden=64, image_size=image_size)
     @property
     def n_params(self) -> int: return sum(n for _, n in self.param_dims)
 
@@ -324,6 +331,45 @@ def load_deca_encoder(enc: 'GlobalEncoder', src, strict: bool = True) -> LoadRep
                        'DECA E_flame', strict)
 
 # %% ../../nbs/51_aufart_nets.ipynb #b7307d73
+@dataclass
+class EmotionNetConfig:
+    "EMOCA's emotion feature network as AUFART's `ExpressionLossNet` uses it."
+    backbone: ResNetSpec = field(default_factory=ResNetSpec)
+    n_outputs: int = 10            # size of `linear` (8 expressions + valence + arousal in EMOCA's released net)
+    input_size: int = 224          # images are resized (bilinear) to this size first
+    emoca_layout: bool = False     # EMOCA's own layout (stride in the 1x1 conv, unpadded ceil-mode max-pool); default AUFART's
+    @classmethod
+    def tiny(cls, input_size: int = 32) -> 'EmotionNetConfig': return cls(ResNetSpec.tiny(), input_size=input_size)
+
+class EmotionNet(nn.Module):
+    "`EmotionNet(cfg)(image (B,3,H,W) in [0,1])` -> (B,C) pooled features (2048 for ResNet-50); `.linear` gives the emotion outputs."
+    def __init__(self, cfg: EmotionNetConfig = None):
+        super().__init__()
+        self.cfg = cfg = cfg or EmotionNetConfig()
+        spec = replace(cfg.backbone, stride_in_1x1=cfg.emoca_layout)
+        self.backbone = make_resnet(spec)
+        if cfg.emoca_layout: self.backbone.embedder.pooler = nn.MaxPool2d(3, 2, padding=0, ceil_mode=True)
+        self.linear = nn.Linear(spec.out_channels, cfg.n_outputs)
+    def forward(self, image: Tensor) -> Tensor:  # (B,3,H,W) in [0,1] -> (B,C)
+        check_image(image, 'image')
+        S = self.cfg.input_size
+        x = image if tuple(image.shape[-2:]) == (S, S) else F.interpolate(image, size=(S, S), mode='bilinear', align_corners=False)
+        return self.backbone(pixel_values=x).last_hidden_state.mean((2, 3))
+
+def emotion_net_key(key: str) -> str|None:
+    "EMOCA emotion checkpoint key -> `EmotionNet` key (None: the face-recognition classifier `backbone.fc.*`)."
+    if key.startswith('backbone.'):
+        k = torchvision_resnet_key(key[len('backbone.'):])
+        return None if k is None else 'backbone.' + k
+    m = re.fullmatch(r'linear\.(?:0\.)?(weight|bias)', key)
+    if m: return f"linear.{m[1]}"
+    return key
+
+def load_emotion_net(net: EmotionNet, src, strict: bool = True) -> LoadReport:
+    "Load EMOCA's emotion-recognition checkpoint (path or state dict) into `net`."
+    return load_mapped(net, read_state_dict(src, 'EMOCA emotion'), emotion_net_key, 'EMOCA emotion', strict)
+
+# %% ../../nbs/51_aufart_nets.ipynb #7afe3f15
 class Attention(nn.Module):
     "Multi-head attention: queries (B,Nq,dim) attend to context (B,Nk,dim) (self-attention when context is None)."
     def __init__(self, dim: int, heads: int = 4, dim_head: int = 64):
@@ -361,7 +407,7 @@ class GraphAttention(nn.Module):
         out = torch.softmax(e, -1) @ Wh
         return F.elu(out) if self.concat else out
 
-# %% ../../nbs/51_aufart_nets.ipynb #01429185
+# %% ../../nbs/51_aufart_nets.ipynb #c4cf39e2
 @dataclass
 class AufartHeadConfig:
     "The trainable AUFART head; output sizes follow the target morphable model (`head_dims`)."
@@ -387,6 +433,10 @@ class AufartHeadConfig:
     def tiny(cls, **kw) -> 'AufartHeadConfig':
         base = dict(au_dim=8, global_dim=32, dim=32, depth=2, heads=2, dim_head=16, mlp_dim=32, global_tokens=4, encoder_hidden=32)
         return cls(**{**base, **kw})
+    @classmethod
+    def small(cls, **kw) -> 'AufartHeadConfig':
+        "Head sizes that fit the `small` extractors (16-d AU features, 64-d global feature)."
+        return cls.tiny(**{**dict(au_dim=16, global_dim=64, encoder_hidden=64), **kw})
 
 def head_dims(model) -> dict:
     "`n_expression` and `n_jaw` of a `MorphableModel` (jaw 3 when it has a 'jaw' joint, else 0)."
@@ -404,8 +454,9 @@ def _split(cfg, out, token) -> HeadOutput:
     return HeadOutput(out[:, :E], out[:, E:E + J], out[:, E + J:], token)
 
 def _out_layer(dim, n):
+    "Zero-initialised output layer: a fresh head predicts exactly ψ = 0, θ = 0 and no camera change."
     lin = nn.Linear(dim, n)
-    nn.init.xavier_uniform_(lin.weight, gain=0.01); nn.init.zeros_(lin.bias)
+    nn.init.zeros_(lin.weight); nn.init.zeros_(lin.bias)
     return lin
 
 def _check_head_inputs(cfg, au_features, global_feature):
@@ -497,7 +548,10 @@ def make_head(cfg: AufartHeadConfig) -> nn.Module:
     if cfg.variant == 'global': return GlobalHead(cfg)
     raise InputError(f"`variant` must be one of {HEAD_VARIANTS}, got {cfg.variant!r}")
 
-# %% ../../nbs/51_aufart_nets.ipynb #7afe3f15
+# %% ../../nbs/51_aufart_nets.ipynb #10bc976c
+#: network size presets of `AufartConfig.for_model`
+NET_PRESETS = ('tiny', 'small', 'full')
+
 @dataclass
 class AufartConfig:
     "The whole AUFART network."
@@ -513,12 +567,19 @@ class AufartConfig:
     @property
     def image_size(self) -> int: return self.au_net.image_size
     @classmethod
-    def for_model(cls, model, variant: str = 'paper', tiny: bool = False, image_size: int|None = None, **head_kw) -> 'AufartConfig':
-        "Full (ResNet-50, 224 px) or tiny (32 px) configuration with the output sizes of `model`."
+    def for_model(cls, model, variant: str = 'paper', tiny: bool = False, image_size: int|None = None,
+                  preset: str|None = None,   # 'tiny' (32 px), 'small' (64 px, wider), 'full' (ResNet-50, 224 px); default from `tiny`
+                  **head_kw) -> 'AufartConfig':
+        "Full (ResNet-50, 224 px), small (64 px) or tiny (32 px) configuration with the output sizes of `model`."
+        preset = preset or ('tiny' if tiny else 'full')
+        if preset not in NET_PRESETS: raise InputError(f"`preset` must be one of {NET_PRESETS}, got {preset!r}")
         dims = {**head_dims(model), 'n_camera': 3 if variant == 'paper' else 0, 'variant': variant, **head_kw}
-        if tiny:
+        if preset == 'tiny':
             s = image_size or 32
             return cls(AUNetConfig.tiny(s), GlobalEncoderConfig.tiny(s), AufartHeadConfig.tiny(**dims))
+        if preset == 'small':
+            s = image_size or 64
+            return cls(AUNetConfig.small(s), GlobalEncoderConfig.small(s), AufartHeadConfig.small(**dims))
         s = image_size or 224
         return cls(AUNetConfig(image_size=s), GlobalEncoderConfig(image_size=s), AufartHeadConfig(**dims))
 
@@ -540,10 +601,16 @@ class Aufart(nn.Module):
         self.cfg = cfg
         self.au_net, self.encoder, self.head = AUNet(cfg.au_net), GlobalEncoder(cfg.encoder), make_head(cfg.head)
         for m in (self.au_net, self.encoder): m.requires_grad_(False)
+        self.emotion_net = None    # optional frozen `EmotionNet` for the emotion loss (`attach_emotion_net`)
         self.train()
+    def attach_emotion_net(self, emotion_net: 'EmotionNet') -> 'Aufart':
+        "Attach a frozen emotion network (EMOCA weights) for the `emotion` loss term."
+        self.emotion_net = emotion_net.requires_grad_(False).eval()
+        return self
     def train(self, mode: bool = True):
         super().train(mode)
         self.au_net.eval(); self.encoder.eval()   # frozen extractors keep their BatchNorm statistics
+        if self.emotion_net is not None: self.emotion_net.eval()
         return self
     def forward(self, image: Tensor) -> AufartOutput:
         check_image(image, 'image', self.cfg.image_size)

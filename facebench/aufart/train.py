@@ -5,7 +5,7 @@
 # %% ../../nbs/53_aufart_train.ipynb #e4e4b782
 from __future__ import annotations
 import argparse, csv, json, math, os, time
-from dataclasses import dataclass, field, asdict, fields
+from dataclasses import dataclass, field, asdict, fields, replace
 from pathlib import Path
 import numpy as np
 import torch
@@ -14,20 +14,21 @@ from torch import Tensor
 from ..core import InputError, check_tensor
 from ..models.base import MorphableModel, Params
 from ..models.load import load_model
-from .nets import Aufart, AufartConfig, AUNet, load_opengraphau, load_deca_encoder, N_AU, HEAD_VARIANTS
+from .nets import (Aufart, AufartConfig, AUNet, load_opengraphau, load_deca_encoder, N_AU, HEAD_VARIANTS, NET_PRESETS,
+                                   EmotionNet, EmotionNetConfig, load_emotion_net)
 from .data import (SyntheticConfig, SyntheticBatch, synthetic_batch, synthetic_sequences, texel_regions,
-                                   render_faces)
+                                   render_faces, project_landmark_sets)
 from ..metrics.geometry import vertex_to_vertex, per_region, to_mm
 from ..metrics.image import nme
 from .losses import (AufartLossConfig, total_loss, photometric_loss, landmark_loss, au_consistency_loss,
                                      au_gated_landmark_loss, au_distance_loss, eye_distance_loss, lip_distance_loss,
-                                     regularizer, expression_smoothness, au_trajectory_loss)
+                                     regularizer, expression_smoothness, au_trajectory_loss, emotion_loss)
 
 # %% auto #0
-__all__ = ['AufartTrainConfig', 'make_datasets', 'sample_indices', 'StepOutput', 'frozen_params', 'aufart_step',
-           'expression_vertex_error', 'f1_per_au', 'pearson', 'evaluate', 'temporal_jitter', 'pretrain_au_net',
-           'save_checkpoint', 'TrainResult', 'build', 'run_aufart_train', 'add_aufart_parser', 'config_from_args',
-           'main_aufart']
+__all__ = ['AufartTrainConfig', 'make_datasets', 'sample_indices', 'StepOutput', 'frozen_params', 'refine_camera',
+           'landmark_scheme', 'aufart_step', 'expression_vertex_error', 'f1_per_au', 'pearson', 'evaluate',
+           'temporal_jitter', 'augment_images', 'pretrain_au_net', 'save_checkpoint', 'TrainResult', 'build',
+           'run_aufart_train', 'add_aufart_parser', 'config_from_args', 'main_aufart']
 
 # %% ../../nbs/53_aufart_train.ipynb #401cdd40
 @dataclass
@@ -38,6 +39,7 @@ class AufartTrainConfig:
     n_vertices: int = 1000           # vertex count of the built-in head (model='builtin' only; ~950 vertices for CPU runs)
     variant: str = 'paper'           # head: 'paper', 'code' or 'global' (baseline without AU features)
     tiny: bool = True                # tiny networks (CPU); False: ResNet-50 at 224 px
+    net_preset: str|None = None      # 'tiny', 'small' or 'full' (overrides `tiny`; see `AufartConfig.for_model`)
     image_size: int = 32
     n_train: int = 64                # synthetic training frames
     n_val: int = 16                  # held-out synthetic frames
@@ -49,11 +51,16 @@ class AufartTrainConfig:
     lr_step: int = 10000             # StepLR as the public code (step 10000, gamma 0.999)
     lr_gamma: float = 0.999
     loss: AufartLossConfig = field(default_factory=AufartLossConfig.selfsupervised)
+    synthetic: SyntheticConfig|None = None  # how the synthetic set is drawn (None: `SyntheticConfig(image_size=image_size)`)
     frozen_source: str = 'gt'        # 'gt' (synthetic ground truth) or 'encoder' (DECA parameters of the global encoder)
     au_checkpoint: str|None = None   # OpenGraphAU stage-1 checkpoint
     deca_checkpoint: str|None = None # DECA deca_model.tar
+    emotion_checkpoint: str|None = None  # EMOCA emotion-recognition checkpoint: turns the `emotion` loss on
     pretrain_au_steps: int = 0       # pre-train the AU extractor on the synthetic set first (0: keep it as loaded)
     pretrain_au_lr: float = 1e-3
+    pretrain_au_batch: int = 32
+    pretrain_au_target: str = 'intensity'  # 'intensity' (soft BCE on the synthetic intensities) or 'binary' (>= 0.5, OpenGraphAU's labels)
+    pretrain_au_augment: bool = True # flips, colour gains and channel shuffles against memorising identity/light/background
     seed: int = 0
     ckpt_every: int = 100
     log_every: int = 10
@@ -63,22 +70,37 @@ class AufartTrainConfig:
 
     def __post_init__(self):
         if isinstance(self.loss, dict): self.loss = AufartLossConfig(**self.loss)
+        if isinstance(self.synthetic, dict): self.synthetic = SyntheticConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.synthetic.items()})
+        if self.synthetic is None: self.synthetic = SyntheticConfig(image_size=self.image_size)
+        if self.synthetic.image_size != self.image_size:
+            raise InputError(f"synthetic.image_size={self.synthetic.image_size} but image_size={self.image_size}; they must agree")
         if self.variant not in HEAD_VARIANTS: raise InputError(f"`variant` must be one of {HEAD_VARIANTS}, got {self.variant!r}")
         if self.frozen_source not in ('gt', 'encoder'): raise InputError(f"`frozen_source` must be 'gt' or 'encoder', got {self.frozen_source!r}")
+        if self.net_preset is not None and self.net_preset not in NET_PRESETS:
+            raise InputError(f"`net_preset` must be one of {NET_PRESETS} or None, got {self.net_preset!r}")
+        if self.pretrain_au_target not in ('intensity', 'binary'):
+            raise InputError(f"`pretrain_au_target` must be 'intensity' or 'binary', got {self.pretrain_au_target!r}")
         if self.K < 1: raise InputError(f"`K` must be >= 1, got {self.K}")
         if self.K > 1 and self.K > self.seq_len:
             raise InputError(f"K={self.K} frames per sample but sequences have seq_len={self.seq_len} frames; use K <= seq_len")
         for n in ('steps', 'batch_size', 'n_train', 'n_val', 'image_size'):
             if getattr(self, n) < 1: raise InputError(f"`{n}` must be >= 1, got {getattr(self, n)}")
+    @classmethod
+    def cpu_learning(cls, **kw) -> 'AufartTrainConfig':
+        "The CI preset that must learn on a CPU in about a minute (see 'Why tiny runs did not learn' below)."
+        base = dict(net_preset='small', image_size=64, n_train=1024, n_val=128, steps=300, batch_size=8, lr=1e-3,
+                    pretrain_au_steps=600, pretrain_au_lr=1e-2, pretrain_au_batch=32, log_every=50, ckpt_every=300,
+                    synthetic=SyntheticConfig(image_size=64, yaw_deg=5, pitch_deg=3, roll_deg=2, directional=0.25, shift=0.01))
+        return cls(**{**base, **kw})
     def to_dict(self) -> dict:
-        d = asdict(self); d['loss'] = asdict(self.loss); return d
+        d = asdict(self); d['loss'] = asdict(self.loss); d['synthetic'] = asdict(self.synthetic); return d
 
 # the model comes from facebench.models.load.load_model
 
 # %% ../../nbs/53_aufart_train.ipynb #6376e01d
 def make_datasets(model: MorphableModel, cfg: AufartTrainConfig) -> tuple:
     "(train, val) `SyntheticBatch`es; with K > 1 the training set holds sequences of `seq_len` frames."
-    scfg = SyntheticConfig(image_size=cfg.image_size)
+    scfg = cfg.synthetic
     labels = texel_regions(model, scfg.texture_size)
     g = torch.Generator().manual_seed(cfg.seed)
     if cfg.K > 1:
@@ -121,26 +143,48 @@ def frozen_params(net: Aufart, out, batch: SyntheticBatch, model: MorphableModel
     tex = torch.full((B, 3, 8, 8), 0.6, dtype=model.dtype, device=model.device)   # no albedo model: uniform grey
     return shape, d['pose'][:, :3], d['cam'], d['light'], tex
 
+def refine_camera(camera: Tensor,   # (B,3) DECA (s, t_x, t_y) of the frozen branch; t in model units
+                  delta: Tensor,    # (B,3) the head's (log-scale change, shift in half-image units)
+                 ) -> Tensor:       # (B,3) (s·exp(δ_s), t + δ_t / s)
+    "The paper head's camera correction, relative to the frozen camera: 1 unit of δ_t moves the face by half the image."
+    s = camera[:, :1]
+    return torch.cat([s * delta[:, :1].exp(), camera[:, 1:] + delta[:, 1:] / s], 1)
+
+def landmark_scheme(scheme: str, out, batch: SyntheticBatch) -> str:
+    "'mediapipe105' when asked for (or 'auto') and both the model output and the ground truth have that set, else 'ibug68'."
+    have = 'mediapipe105' in (getattr(out, 'landmark_sets', None) or {}) and 'mediapipe105' in batch.landmark_sets
+    if scheme == 'mediapipe105' and not have:
+        raise InputError("landmark_scheme='mediapipe105' needs a model with a 'mediapipe105' landmark set (FLAME with "
+                         "mediapipe_landmark_embedding.npz) and ground-truth MediaPipe landmarks in the batch; use 'auto' or 'ibug68'")
+    return 'mediapipe105' if (scheme != 'ibug68' and have) else 'ibug68'
+
 def aufart_step(net: Aufart, model: MorphableModel, batch: SyntheticBatch, cfg: AufartTrainConfig) -> StepOutput:
     "Forward pass and loss terms for a batch of B = N*K frames (window-major)."
     L, S = cfg.loss, cfg.image_size
     out = net(batch.image)
     shape, gpose, cam, sh, tex = frozen_params(net, out, batch, model, cfg.frozen_source)
-    if out.camera.shape[1]: cam = cam + out.camera                                  # the paper head refines the camera
+    if out.camera.shape[1]: cam = refine_camera(cam, out.camera)                    # the paper head refines the camera
     params = Params(shape=shape, expression=out.expression, global_pose=gpose,
                     jaw_pose=out.jaw_pose if out.jaw_pose.shape[1] else None)
     mo, r, img = render_faces(model, params, cam, sh, tex, batch.image, S, passes=('image', 'mask', 'landmarks'))
     t = {}
     lm, gt_lm = r.landmarks, batch.landmarks
     vis = batch.landmarks_visible.to(lm.dtype)
+    scheme = landmark_scheme(L.landmark_scheme, mo, batch)
+    if scheme == 'mediapipe105':   # AU-gated, lip and eye terms on the MediaPipe subset, as the public code
+        glm, ggt, gvis = project_landmark_sets(mo, cam, S)['mediapipe105'], batch.landmark_sets['mediapipe105'], None
+    else: glm, ggt, gvis = lm, gt_lm, vis
     if L.photo: t['photo'] = photometric_loss(img, batch.image, r.mask)
     if L.landmark: t['landmark'] = landmark_loss(lm, gt_lm, S, vis)
     au_r = net.au_net(img).au if (L.au or L.temporal_au) else None
     if L.au: t['au'] = au_consistency_loss(out.au, au_r, L.au_kind)
-    if L.au_landmark: t['au_landmark'] = au_gated_landmark_loss(lm, gt_lm, out.au, S, L.au_threshold, L.au_gain, vis)
+    if L.au_landmark: t['au_landmark'] = au_gated_landmark_loss(glm, ggt, out.au, S, L.au_threshold, L.au_gain, gvis)
     if L.au_distance: t['au_distance'] = au_distance_loss(lm, gt_lm, S)
-    if L.lip: t['lip'] = lip_distance_loss(lm, gt_lm, S)
-    if L.eye: t['eye'] = eye_distance_loss(lm, gt_lm, S)
+    if L.lip: t['lip'] = lip_distance_loss(glm, ggt, S)
+    if L.eye: t['eye'] = eye_distance_loss(glm, ggt, S)
+    if L.emotion and getattr(net, 'emotion_net', None) is not None:
+        with torch.no_grad(): f_in = net.emotion_net(batch.image)
+        t['emotion'] = emotion_loss(net.emotion_net(img), f_in)
     if L.reg_expression: t['reg_expression'] = regularizer(out.expression)
     if L.reg_jaw and out.jaw_pose.shape[1]: t['reg_jaw'] = regularizer(out.jaw_pose)
     if cfg.K > 1:
@@ -189,7 +233,7 @@ def evaluate(net: Aufart, model: MorphableModel, data: SyntheticBatch, cfg: Aufa
     lmk_nme = float(nme(lm, data.landmarks, 'inter_ocular').mean())
     f1 = f1_per_au(au_r[:, :N_AU], au_i[:, :N_AU])
     return dict(expr_vertex_mm=ev['all'], expr_vertex_mm_regions={k: v for k, v in ev.items() if k != 'all'},
-                zero_expr_vertex_mm=ev0['all'], landmark_nme=lmk_nme, au_f1=f1.tolist(),
+                zero_expr_vertex_mm=ev0['all'], zero_expr_vertex_mm_regions={k: v for k, v in ev0.items() if k != 'all'}, landmark_nme=lmk_nme, au_f1=f1.tolist(),
                 au_f1_mean=float(f1[~f1.isnan()].mean()) if (~f1.isnan()).any() else float('nan'),
                 au_pearson=pearson(au_r[:, :N_AU], au_i[:, :N_AU]))
 
@@ -209,16 +253,33 @@ def temporal_jitter(net: Aufart, model: MorphableModel, seqs: SyntheticBatch, se
     return float(to_mm((dp - dg).norm(dim=-1).mean(), model.units, check=False))
 
 # %% ../../nbs/53_aufart_train.ipynb #416b3b6c
-def pretrain_au_net(au_net: AUNet, data: SyntheticBatch, steps: int, lr: float = 1e-3, batch_size: int = 16,
-                    generator: torch.Generator|None = None) -> list:
+def augment_images(x: Tensor,                 # (B,3,S,S) in [0,1]
+                   generator: torch.Generator|None = None,
+                  ) -> Tensor:                 # (B,3,S,S) in [0,1]
+    "Label-preserving augmentation for AU learning: mirror (the 27 main AUs are bilateral), per-channel gains, channel shuffle."
+    B = x.shape[0]
+    flip = (torch.rand(B, generator=generator) < 0.5).to(x.device)
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    gain = (0.6 + 0.8 * torch.rand(B, 3, 1, 1, generator=generator)).to(x)
+    x = (x * gain).clamp(0, 1)
+    perm = torch.stack([torch.randperm(3, generator=generator) for _ in range(B)]).to(x.device)   # (B,3)
+    return x.gather(1, perm[:, :, None, None].expand_as(x))
+
+def pretrain_au_net(au_net: AUNet, data: SyntheticBatch, steps: int, lr: float = 1e-3, batch_size: int = 32,
+                    generator: torch.Generator|None = None,
+                    target: str = 'intensity',   # 'intensity': soft BCE on the intensities; 'binary': labels au >= 0.5
+                    augment: bool = True,        # `augment_images` on every batch
+                   ) -> list:
     "Train `au_net` on (image, AU) pairs; returns the loss per step. Leaves it frozen in eval mode."
+    if target not in ('intensity', 'binary'): raise InputError(f"`target` must be 'intensity' or 'binary', got {target!r}")
     au_net.requires_grad_(True); au_net.train()
     opt = torch.optim.Adam(au_net.parameters(), lr)
-    target = (data.au >= 0.5).to(data.image.dtype)
+    target = (data.au if target == 'intensity' else (data.au >= 0.5)).to(data.image.dtype)
     hist = []
     for _ in range(steps):
         idx = torch.randint(len(data), (min(batch_size, len(data)),), generator=generator)
-        p = au_net(data.image[idx]).au[:, :N_AU].clamp(1e-4, 1 - 1e-4)
+        x = augment_images(data.image[idx], generator) if augment else data.image[idx]
+        p = au_net(x).au[:, :N_AU].clamp(1e-4, 1 - 1e-4)
         t = target[idx]
         loss = -(t * p.log() + (1 - t) * (1 - p).log()).mean()
         opt.zero_grad(); loss.backward(); opt.step()
@@ -253,9 +314,13 @@ def build(cfg: AufartTrainConfig) -> tuple:
     dev = _set_device(cfg)
     torch.manual_seed(cfg.seed)
     model = load_model(cfg.model, device=dev, n_vertices=cfg.n_vertices if cfg.model == 'builtin' else None)
-    net = Aufart(AufartConfig.for_model(model, cfg.variant, tiny=cfg.tiny, image_size=cfg.image_size)).to(dev)
+    net = Aufart(AufartConfig.for_model(model, cfg.variant, tiny=cfg.tiny, image_size=cfg.image_size, preset=cfg.net_preset)).to(dev)
     if cfg.au_checkpoint: load_opengraphau(net.au_net, cfg.au_checkpoint)
     if cfg.deca_checkpoint: load_deca_encoder(net.encoder, cfg.deca_checkpoint)
+    if cfg.emotion_checkpoint:
+        emo = EmotionNet(EmotionNetConfig()).to(dev)
+        load_emotion_net(emo, cfg.emotion_checkpoint)
+        net.attach_emotion_net(emo)
     return model, net
 
 def run_aufart_train(cfg: AufartTrainConfig, log=print) -> TrainResult:
@@ -265,6 +330,8 @@ def run_aufart_train(cfg: AufartTrainConfig, log=print) -> TrainResult:
     out = Path(cfg.out); out.mkdir(parents=True, exist_ok=True)
     model, net = build(cfg)
     dev = model.device
+    if cfg.loss.emotion and net.emotion_net is None:
+        log(f"note: the emotion loss (weight {cfg.loss.emotion}) is off: it needs EMOCA's emotion network (emotion_checkpoint)")
     train, val = make_datasets(model, cfg)
     train, val = train.to(dev), val.to(dev)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -278,7 +345,8 @@ def run_aufart_train(cfg: AufartTrainConfig, log=print) -> TrainResult:
         gen.set_state(st['generator']); step, history = st['step'], st['history']
         log(f"resumed from {ck} at step {step}")
     elif cfg.pretrain_au_steps:
-        h = pretrain_au_net(net.au_net, train, cfg.pretrain_au_steps, cfg.pretrain_au_lr, generator=torch.Generator().manual_seed(cfg.seed + 2))
+        h = pretrain_au_net(net.au_net, train, cfg.pretrain_au_steps, cfg.pretrain_au_lr, cfg.pretrain_au_batch,
+                            torch.Generator().manual_seed(cfg.seed + 2), cfg.pretrain_au_target, cfg.pretrain_au_augment)
         log(f"pre-trained the AU extractor for {cfg.pretrain_au_steps} steps: loss {h[0]:.3f} -> {h[-1]:.3f}")
     def checkpoint():
         return save_checkpoint(ck, head=net.head.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
@@ -321,6 +389,9 @@ def add_aufart_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument('--model', default=d.model, help="'builtin' or a model file/folder")
     t.add_argument('--variant', default=d.variant, choices=list(HEAD_VARIANTS))
     t.add_argument('--full', action='store_true', help='ResNet-50 networks at 224 px instead of the tiny preset')
+    t.add_argument('--cpu-learning', action='store_true',
+                   help='the CPU learning preset (AufartTrainConfig.cpu_learning: small networks at 64 px, AU pre-training, '
+                        'near-frontal synthetic faces); the size, data and step options are then ignored')
     for name in ('n_vertices', 'image_size', 'n_train', 'n_val', 'K', 'seq_len', 'steps', 'batch_size', 'pretrain_au_steps', 'seed',
                  'ckpt_every', 'log_every'):
         t.add_argument('--' + name.replace('_', '-'), type=int, default=getattr(d, name))
@@ -330,6 +401,7 @@ def add_aufart_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument('--temporal', type=float, default=0.0, help='weight of both temporal terms (needs --K > 1)')
     t.add_argument('--frozen-source', default=d.frozen_source, choices=['gt', 'encoder'])
     t.add_argument('--au-checkpoint', default=None); t.add_argument('--deca-checkpoint', default=None)
+    t.add_argument('--emotion-checkpoint', default=None, help="EMOCA emotion-recognition checkpoint (turns the 'emotion' loss on)")
     t.add_argument('--device', default=None); t.add_argument('--no-resume', action='store_true'); t.add_argument('--quiet', action='store_true')
     return p
 
@@ -338,7 +410,11 @@ def config_from_args(args) -> AufartTrainConfig:
     loss.temporal_expression = loss.temporal_au = args.temporal
     kw = {n: getattr(args, n) for n in ('out', 'model', 'n_vertices', 'variant', 'image_size', 'n_train', 'n_val', 'K', 'seq_len', 'steps',
                                         'batch_size', 'pretrain_au_steps', 'seed', 'ckpt_every', 'log_every', 'lr',
-                                        'frozen_source', 'au_checkpoint', 'deca_checkpoint', 'device')}
+                                        'frozen_source', 'au_checkpoint', 'deca_checkpoint', 'emotion_checkpoint', 'device')}
+    if getattr(args, 'cpu_learning', False):
+        keep = ('out', 'model', 'variant', 'K', 'seq_len', 'seed', 'frozen_source', 'au_checkpoint', 'deca_checkpoint', 'emotion_checkpoint', 'device')
+        c = AufartTrainConfig.cpu_learning(**{n: kw[n] for n in keep}, loss=loss, resume=not args.no_resume, progress=not args.quiet)
+        return c if c.K == 1 else replace(c, batch_size=max(1, c.batch_size // c.K))   # the same frames per step
     image_size = 224 if args.full and args.image_size == AufartTrainConfig.image_size else args.image_size
     return AufartTrainConfig(**{**kw, 'image_size': image_size}, tiny=not args.full, loss=loss, resume=not args.no_resume, progress=not args.quiet)
 
