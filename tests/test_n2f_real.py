@@ -17,7 +17,8 @@ from facebench.render.cameras import crop_camera
 from facebench.render.render import render
 from facebench.n2f.fit import FitConfig
 from facebench.n2f.losses import render_face
-from facebench.n2f.real import (load_300w, load_celebahq, read_image, RealFaces, NormalSource, MaskSource, collate_real,
+from facebench.metrics.datasets import read_image
+from facebench.n2f.real import (load_300w, load_celebahq, RealFaces, NormalSource, MaskSource, collate_real,
                                 write_synthetic_folder, make_pseudo_gt, read_pseudo_gt, precompute_normals, FinetuneConfig,
                                 finetune_config_from_dict, run_n2f_finetune, step_indices, add_finetune_parser, main_n2f_real,
                                 add_n2f_cli_parser, main_n2f_cli)

@@ -15,13 +15,14 @@ from ..core import InputError, check_tensor
 from ..models.base import MorphableModel, Params, REGION_NAMES
 from ..render.cameras import OrthographicCamera
 from ..render.render import render, rasterize_uv, region_labels
+from ..metrics.datasets import IMAGE_SUFFIXES, read_landmarks, read_image
 from .nets import AU_NAMES, N_AU
 
 # %% auto #0
-__all__ = ['SKIN_TONES', 'IMAGE_SUFFIXES', 'au_expression_map', 'au_to_expression', 'sample_aus', 'au_envelope', 'au_sequence',
-           'texel_regions', 'procedural_albedo', 'SyntheticConfig', 'SyntheticBatch', 'project_landmark_sets',
-           'default_camera', 'render_faces', 'random_light', 'random_background', 'synthetic_batch',
-           'synthetic_sequences', 'ImageFolderDataset']
+__all__ = ['SKIN_TONES', 'au_expression_map', 'au_to_expression', 'sample_aus', 'au_envelope', 'au_sequence', 'texel_regions',
+           'procedural_albedo', 'SyntheticConfig', 'SyntheticBatch', 'project_landmark_sets', 'default_camera',
+           'render_faces', 'random_light', 'random_background', 'synthetic_batch', 'synthetic_sequences',
+           'ImageFolderDataset']
 
 # %% ../../nbs/50_aufart_data.ipynb #dae9877b
 _AU_RE = re.compile(r'AU0*(\d+)(?:_?([LR]))?$', re.IGNORECASE)
@@ -290,18 +291,10 @@ def synthetic_sequences(model: MorphableModel, n_seq: int, T: int, cfg: Syntheti
     return SyntheticBatch.cat(out)
 
 # %% ../../nbs/50_aufart_data.ipynb #4e66bfd7
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
-
-def _read_landmarks(stem: Path) -> np.ndarray:
-    for suf in ('.npy', '.txt'):
-        p = stem.with_suffix(suf)
-        if p.exists():
-            try: L = np.load(p) if suf == '.npy' else np.loadtxt(p, ndmin=2)
-            except Exception as e: raise InputError(f"cannot read landmarks {p}: {type(e).__name__}: {e}") from e
-            if L.shape != (68, 2): raise InputError(f"landmarks {p} must have shape (68, 2), got {L.shape}")
-            if not np.isfinite(L).all(): raise InputError(f"landmarks {p} contain non-finite values")
-            return L.astype(np.float64)
-    raise InputError(f"no landmarks for image {stem.name}: expected {stem.name}.npy or {stem.name}.txt beside it")
+def _read_landmarks(stem: Path) -> np.ndarray:   # (68,2) from <stem>.npy or <stem>.txt beside the image
+    p = next((stem.with_suffix(s) for s in ('.npy', '.txt') if stem.with_suffix(s).exists()), None)
+    if p is None: raise InputError(f"no landmarks for image {stem.name}: expected {stem.name}.npy or {stem.name}.txt beside it")
+    return read_landmarks(p, 68)
 
 class ImageFolderDataset(torch.utils.data.Dataset):
     "Face crops with 68 landmarks and optional AU labels; items are dicts of tensors."
@@ -343,13 +336,12 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     def __len__(self): return len(self.files)
 
     def __getitem__(self, i: int) -> dict:
-        from PIL import Image
         p = self.files[i]
-        try: im = Image.open(p).convert('RGB')
-        except Exception as e: raise InputError(f"cannot read image {p}: {type(e).__name__}: {e}") from e
-        W, H = im.size
+        x = read_image(p, convert_rgb=True, min_size=1)        # (3,H,W) in [0,1]; grey and RGBA become RGB
+        H, W = x.shape[1:]
         if W != H: raise InputError(f"image {p} is {W}x{H}; crop faces to squares first (e.g. with facebench.render.deca_crop_box)")
         S = self.image_size
-        img = torch.from_numpy(np.asarray(im.resize((S, S), Image.BILINEAR) if W != S else im, dtype=np.float32) / 255).permute(2, 0, 1)
+        # antialiased bilinear (non-negative triangle weights, as PIL's BILINEAR): a convex mix, stays in [0,1]
+        img = F.interpolate(x[None], size=(S, S), mode='bilinear', antialias=True, align_corners=False)[0] if W != S else x
         lmk = torch.from_numpy(self.landmarks[i] * (S / W)).float()
         return dict(image=img, landmarks=lmk, au=self.au[i], au_mask=self.au_mask[i], name=p.name)

@@ -11,10 +11,11 @@ import numpy as np
 from ..core import InputError
 
 # %% auto #0
-__all__ = ['MESH_SUFFIXES', 'REALY_REGIONS', 'MULTIFACE_ENTITIES', 'MULTIFACE_FRAME_SUFFIXES', 'IMAGE_SUFFIXES', 'DatasetError',
-           'NoWItem', 'read_pp', 'read_landmarks_3d', 'load_now', 'now_prediction', 'REALYItem', 'load_realy',
-           'read_realy_barycentric', 'load_facescape_tu', 'multiface_subject_id', 'load_multiface',
-           'read_multiface_bin', 'read_multiface_transform', 'read_pts', 'load_landmark_folder']
+__all__ = ['MESH_SUFFIXES', 'REALY_REGIONS', 'MULTIFACE_ENTITIES', 'MULTIFACE_FRAME_SUFFIXES', 'IMAGE_SUFFIXES',
+           'LANDMARK_SUFFIXES', 'DatasetError', 'NoWItem', 'read_pp', 'read_landmarks_3d', 'load_now', 'now_prediction',
+           'REALYItem', 'load_realy', 'read_realy_barycentric', 'load_facescape_tu', 'multiface_subject_id',
+           'load_multiface', 'read_multiface_bin', 'read_multiface_transform', 'read_pts', 'read_landmarks',
+           'read_image', 'load_landmark_folder']
 
 # %% ../../nbs/35_datasets.ipynb #fb310824
 class DatasetError(InputError):
@@ -241,8 +242,53 @@ def read_pts(path) -> np.ndarray:   # -> (N,2)
     if a.shape != (n, 2): raise DatasetError(f"{p}: n_points is {n} but the block holds shape {a.shape}")
     return a
 
+LANDMARK_SUFFIXES = ('.npy', '.txt', '.pts')
+
+def read_landmarks(path,                   # .pts (ibug), .npy or .txt (one `x y` per line) file
+                   n_points: int|None = 68,  # expected count (None: any)
+                  ) -> np.ndarray:           # (N,2) float64, the file's coordinates unchanged
+    """2D landmarks from a landmark file. A detector's (1,N,2) batch and (N,3) output (FAN 3D: x, y, z) keep x, y;
+    any other shape, a wrong count or a non-finite value is an error naming the file."""
+    p = Path(path)
+    if p.suffix not in LANDMARK_SUFFIXES: raise DatasetError(f"{p}: landmark files end in {', '.join(LANDMARK_SUFFIXES)}")
+    if not p.is_file(): raise DatasetError(f"landmark file {p} does not exist")
+    if p.suffix == '.pts': a = read_pts(p)
+    else:
+        try: a = np.load(p, allow_pickle=False) if p.suffix == '.npy' else np.loadtxt(p, ndmin=2)
+        except ValueError as e: raise DatasetError(f"{p}: cannot read landmarks: {e}") from e
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 3 and a.shape[0] == 1: a = a[0]
+    if a.ndim == 2 and a.shape[1] == 3: a = a[:, :2]
+    if a.ndim != 2 or a.shape[1] != 2 or (n_points is not None and a.shape[0] != n_points):
+        raise DatasetError(f"{p}: expected ({n_points if n_points is not None else 'N'}, 2) landmarks, found shape {a.shape}")
+    if not np.isfinite(a).all(): raise DatasetError(f"{p}: landmarks contain non-finite values")
+    return a
+
+def read_image(path,                   # image file
+               convert_rgb: bool = False,   # convert grey/RGBA/CMYK to RGB instead of raising
+               min_size: int = 32,     # smallest accepted side in pixels
+               dtype=None,             # torch dtype (default float32)
+              ) -> 'Tensor':           # (3,H,W) in [0,1]
+    "Read an RGB image file, checking its channel count and size."
+    import torch
+    from PIL import Image
+    p = Path(path)
+    if not p.is_file(): raise DatasetError(f"image {p} does not exist")
+    try: im = Image.open(p); im.load()
+    except Exception as e: raise DatasetError(f"image {p} cannot be read: {e}") from e
+    if im.mode == 'P': im = im.convert('RGBA' if 'transparency' in im.info else 'RGB')
+    if im.mode != 'RGB':
+        if not convert_rgb:
+            raise DatasetError(f"image {p}: expected 3 channels (RGB), found {len(im.getbands())} (mode {im.mode}); "
+                               f"pass convert_rgb=True to convert it")
+        im = im.convert('RGB')
+    W, H = im.size
+    if min(H, W) < min_size: raise DatasetError(f"image {p} is {W}x{H} pixels: expected at least {min_size} on each side")
+    x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1).contiguous()
+    return x if dtype is None else x.to(dtype)
+
 def load_landmark_folder(root, n_points: int|None = 68, suffix: str = '.pts') -> list:   # -> [(image, landmarks (N,2))]
-    "Images of a folder (recursively) with their landmark files (`.pts` or `.txt` beside each image)."
+    "Images of a folder (recursively) with their landmark files (`.pts`, `.npy` or `.txt` beside each image)."
     r = _dir(root, 'image folder')
     images = sorted(p for p in r.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES)
     out, problems = [], []
@@ -250,8 +296,8 @@ def load_landmark_folder(root, n_points: int|None = 68, suffix: str = '.pts') ->
     for im in images:
         lp = im.with_suffix(suffix)
         if not lp.is_file(): problems.append(f"{im.relative_to(r)}: landmark file {lp.name} missing"); continue
-        try: lm = read_pts(lp) if suffix == '.pts' else np.loadtxt(lp, ndmin=2)
-        except (DatasetError, ValueError) as e: problems.append(str(e)); continue
+        try: lm = read_landmarks(lp, None)
+        except DatasetError as e: problems.append(str(e)); continue
         if n_points is not None and lm.shape != (n_points, 2): problems.append(f"{lp.relative_to(r)}: expected ({n_points}, 2), got {lm.shape}"); continue
         out.append((im, lm))
     _report(r, 'image folder', problems)

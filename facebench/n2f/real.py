@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from ..core import InputError, check_tensor, default_device
-from ..metrics.datasets import DatasetError, IMAGE_SUFFIXES, read_pts, load_landmark_folder
+from ..metrics.datasets import (DatasetError, IMAGE_SUFFIXES, LANDMARK_SUFFIXES, read_landmarks, read_image,
+                                        load_landmark_folder)
 from ..models.base import MorphableModel, Params
 from ..models.load import load_model
 from ..render.cameras import PerspectiveCamera, deca_crop_box, crop_camera, crop_images
@@ -26,17 +27,15 @@ from .train import (TrainConfig, compute_loss, param_groups, set_trainable, lr_f
                                  load_checkpoint, evaluate, read_log, plot_log)
 
 # %% auto #0
-__all__ = ['LAYOUTS', 'LANDMARK_SUFFIXES', 'SPACES', 'PSEUDO_GT_FORMAT', 'FT_STAGES', 'RENDER_TARGETS', 'RealItem', 'load_300w',
-           'load_celebahq', 'load_real_items', 'read_image', 'NormalSource', 'MaskSource', 'RealBatch', 'RealFaces',
-           'collate_real', 'write_synthetic_folder', 'read_pseudo_gt', 'PseudoGTReport', 'make_pseudo_gt',
-           'precompute_normals', 'RealDataConfig', 'FinetuneConfig', 'finetune_config_from_dict',
-           'finetune_config_to_dict', 'load_finetune_config', 'train_config', 'step_indices', 'FinetuneResult',
-           'run_n2f_finetune', 'add_finetune_parser', 'add_n2f_cli_parser', 'main_n2f_cli', 'config_from_args',
-           'main_n2f_real']
+__all__ = ['LAYOUTS', 'SPACES', 'PSEUDO_GT_FORMAT', 'FT_STAGES', 'RENDER_TARGETS', 'RealItem', 'load_300w', 'load_celebahq',
+           'load_real_items', 'NormalSource', 'MaskSource', 'RealBatch', 'RealFaces', 'collate_real',
+           'write_synthetic_folder', 'read_pseudo_gt', 'PseudoGTReport', 'make_pseudo_gt', 'precompute_normals',
+           'RealDataConfig', 'FinetuneConfig', 'finetune_config_from_dict', 'finetune_config_to_dict',
+           'load_finetune_config', 'train_config', 'step_indices', 'FinetuneResult', 'run_n2f_finetune',
+           'add_finetune_parser', 'add_n2f_cli_parser', 'main_n2f_cli', 'config_from_args', 'main_n2f_real']
 
 # %% ../../nbs/25_n2f_real.ipynb #49b29154
 LAYOUTS = ('300w', 'celebahq')
-LANDMARK_SUFFIXES = ('.npy', '.txt', '.pts')
 
 @dataclass
 class RealItem:
@@ -48,14 +47,6 @@ class RealItem:
 def _key(path: Path, root: Path) -> str:
     return path.relative_to(root).with_suffix('').as_posix()
 
-def _check_points(lm: np.ndarray, where: str, n_points: int) -> np.ndarray:
-    a = np.asarray(lm, dtype=np.float64)
-    if a.ndim == 3 and a.shape[0] == 1: a = a[0]
-    if a.ndim == 2 and a.shape[1] == 3: a = a[:, :2]           # FAN 3D output: keep x, y
-    if a.shape != (n_points, 2): raise DatasetError(f"{where}: expected ({n_points}, 2) landmarks, found shape {a.shape}")
-    if not np.isfinite(a).all(): raise DatasetError(f"{where}: landmarks contain non-finite values")
-    return a
-
 def load_300w(root,                       # folder with images and a `.pts` beside each (sub-folders searched)
               n_points: int = 68,
               offset: float = -0.5,       # added to the file's coordinates: 1-based .pts -> continuous pixels
@@ -63,13 +54,7 @@ def load_300w(root,                       # folder with images and a `.pts` besi
     "Index a 300W-style folder: every image with the ibug `.pts` of the same stem beside it."
     r = Path(root).expanduser()
     pairs = load_landmark_folder(r, n_points=n_points, suffix='.pts')
-    return [RealItem(im, _check_points(lm, str(im.with_suffix('.pts')), n_points) + offset, _key(im, r)) for im, lm in pairs]
-
-def _read_landmark_file(p: Path, n_points: int) -> np.ndarray:
-    if p.suffix == '.pts': return read_pts(p)
-    try: a = np.load(p, allow_pickle=False) if p.suffix == '.npy' else np.loadtxt(p, ndmin=2, delimiter=None)
-    except ValueError as e: raise DatasetError(f"{p}: cannot read landmarks: {e}") from e
-    return _check_points(a, str(p), n_points)
+    return [RealItem(im, lm + offset, _key(im, r)) for im, lm in pairs]
 
 def load_celebahq(root,                          # dataset folder
                   image_dir: str|None = None,    # images folder under root (default: 'CelebA-HQ-img', else 'images')
@@ -95,7 +80,7 @@ def load_celebahq(root,                          # dataset folder
         lp = next((lm_dir / (k + s) for s in LANDMARK_SUFFIXES if (lm_dir / (k + s)).is_file()), None)
         if lp is None:
             problems.append(f"{im.relative_to(r)}: landmark file {landmark_dir}/{k}{{{','.join(LANDMARK_SUFFIXES)}}} missing"); continue
-        try: lm = _check_points(_read_landmark_file(lp, n_points), str(lp), n_points)
+        try: lm = read_landmarks(lp, n_points)
         except DatasetError as e: problems.append(str(e)); continue
         off = offset if offset is not None else (-0.5 if lp.suffix == '.pts' else 0.5)
         items.append(RealItem(im, lm + off, k))
@@ -110,27 +95,7 @@ def load_real_items(root, layout: str, **kw) -> list:
     return load_300w(root, **kw) if layout == '300w' else load_celebahq(root, **kw)
 
 # %% ../../nbs/25_n2f_real.ipynb #da9fe731
-def read_image(path,                   # image file
-               convert_rgb: bool = False,   # convert grey/RGBA/CMYK to RGB instead of raising
-               min_size: int = 32,     # smallest accepted side in pixels
-               dtype=torch.float32,
-              ) -> Tensor:             # (3,H,W) in [0,1]
-    "Read an RGB image file, checking its channel count and size."
-    from PIL import Image
-    p = Path(path)
-    if not p.is_file(): raise DatasetError(f"image {p} does not exist")
-    try: im = Image.open(p); im.load()
-    except Exception as e: raise DatasetError(f"image {p} cannot be read: {e}") from e
-    if im.mode == 'P': im = im.convert('RGBA' if 'transparency' in im.info else 'RGB')
-    bands = len(im.getbands())
-    if im.mode != 'RGB':
-        if not convert_rgb:
-            raise DatasetError(f"image {p}: expected 3 channels (RGB), found {bands} (mode {im.mode}); "
-                               f"pass convert_rgb=True to convert it")
-        im = im.convert('RGB')
-    W, H = im.size
-    if min(H, W) < min_size: raise DatasetError(f"image {p} is {W}x{H} pixels: expected at least {min_size} on each side")
-    return torch.as_tensor(np.asarray(im, dtype=np.float32) / 255, dtype=dtype).permute(2, 0, 1).contiguous()
+#| export
 
 # %% ../../nbs/25_n2f_real.ipynb #3775e8e8
 SPACES = ('crop', 'image')
