@@ -5,7 +5,7 @@ import numpy as np, pytest, torch
 from facebench.core import InputError
 from facebench.aufart.losses import AufartLossConfig
 from facebench.aufart.train import (AufartTrainConfig, aufart_step, build, config_from_args, add_aufart_parser, evaluate,
-                                    expression_vertex_error, f1_per_au, make_datasets, pearson, run_aufart_train,
+                                    expression_vertex_error, make_datasets, run_aufart_train,
                                     sample_indices, save_checkpoint)
 
 def tiny_cfg(out, **kw):
@@ -66,14 +66,27 @@ def test_temporal_step_and_variants(tmp_path, variant):
     assert sum(float(p.grad.abs().sum()) for p in net.head.parameters() if p.grad is not None) > 0
     assert so.camera.shape == (6, 3) and so.render.shape == (6, 3, 32, 32)
 
-def test_metrics_references():
-    pred = torch.tensor([[0.9, 0.1, 0.6], [0.2, 0.7, 0.4], [0.8, 0.3, 0.1]])
-    tgt = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
-    # AU0: tp 1, fp 1 -> F1 2/3; AU1: tp 1 -> 1; AU2: fp 1, no positives -> 0
-    assert torch.allclose(f1_per_au(pred, tgt), torch.tensor([2 / 3, 1.0, 0.0], dtype=torch.float64))
-    assert torch.isnan(f1_per_au(torch.zeros(2, 1), torch.zeros(2, 1)))[0]
-    a, b = torch.randn(50), torch.randn(50)
-    assert pearson(a, b) == pytest.approx(float(np.corrcoef(a.numpy(), b.numpy())[0, 1]), abs=1e-6)
+def test_evaluate_uses_metrics_au():
+    import facebench.aufart.train as T, facebench.metrics.au as M
+    assert T.f1_per_au is M.f1_per_au and T.pearson_per_au is M.pearson_per_au   # no private copies left
+    assert not hasattr(T, 'pearson')
+
+def test_train_data_sequences_for_k1(tmp_path):
+    # K = 1 on train_data='sequences' sees exactly the training frames of a K = 4 run (fair "more frames" comparison)
+    c1 = tiny_cfg(tmp_path, K=1, seq_len=4, train_data='sequences'); c4 = tiny_cfg(tmp_path, K=4, seq_len=4)
+    model, _ = build(c1)
+    t1, v1 = make_datasets(model, c1); t4, v4 = make_datasets(model, c4)
+    assert len(t1) == len(t4) == 8 and torch.equal(t1.image, t4.image) and torch.equal(v1.image, v4.image)
+    tf, _ = make_datasets(model, tiny_cfg(tmp_path, K=1, seq_len=4))           # 'auto' with K = 1: independent frames
+    assert not torch.equal(tf.image, t1.image)
+    with pytest.raises(InputError, match="train_data='sequences'"): tiny_cfg(tmp_path, K=4, seq_len=4, train_data='frames')
+    with pytest.raises(InputError, match='`train_data`'): tiny_cfg(tmp_path, train_data='clips')
+    # seq_active_aus: how many AUs move in each training sequence
+    active = lambda t: (t.au.view(2, 4, -1).amax(1) > 0).sum(1)
+    assert (active(t1) == AufartTrainConfig.seq_active_aus).all()            # the default, 11
+    t27, _ = make_datasets(model, tiny_cfg(tmp_path, K=1, seq_len=4, train_data='sequences', seq_active_aus=27))
+    assert (active(t27) >= 20).all()
+    with pytest.raises(InputError, match='`seq_active_aus`'): tiny_cfg(tmp_path, seq_active_aus=0)
 
 def test_expression_vertex_error(tmp_path):
     cfg = tiny_cfg(tmp_path)
@@ -107,6 +120,8 @@ def test_cli_parses_to_config(tmp_path):
     c = config_from_args(a)
     assert (c.variant, c.K, c.steps, c.loss.temporal_au, c.loss.photo, c.loss.au_distance) == ('code', 4, 7, 0.5, 0.0, 0.7)
     with pytest.raises(SystemExit): ap.parse_args(['aufart', 'train', '--out', 'x', '--variant', 'nope'])
+    c = config_from_args(ap.parse_args(['aufart', 'train', '--out', str(tmp_path), '--train-data', 'sequences', '--seq-active-aus', '11']))
+    assert (c.K, c.train_data, c.seq_active_aus) == (1, 'sequences', 11)
 
 def test_pretrain_au_net_and_jitter(tmp_path):
     from facebench.aufart.train import pretrain_au_net, temporal_jitter

@@ -14,36 +14,19 @@ from ..core import InputError, check_tensor
 from ..metrics.geometry import to_mm
 from ..metrics.image import nme
 from ..metrics.temporal import jitter, acceleration_error
+from ..metrics.geometry import vertex_to_vertex
+from ..metrics.au import f1_per_au, pearson_per_au, icc
 from .nets import AU_NAMES, N_AU
-from .data import SyntheticBatch, synthetic_sequences, texel_regions
+from .data import SyntheticBatch, synthetic_sequences, texel_regions, render_faces
 from .losses import AufartLossConfig
-from .train import (AufartTrainConfig, aufart_step, build, expression_vertex_error, f1_per_au, make_datasets,
-                                    pearson, run_aufart_train)
+from .train import (AufartTrainConfig, aufart_step, build, expression_vertex_error, make_datasets,
+                                    run_aufart_train)
 
 # %% auto #0
-__all__ = ['icc', 'AufartEval', 'predict', 'sequence_metrics', 'evaluate_run', 'load_trained', 'compare_runs', 'markdown_table',
-           'plot_per_au']
+__all__ = ['AufartEval', 'predict', 'sequence_metrics', 'evaluate_run', 'load_trained', 'heldout_data', 'compare_runs',
+           'markdown_table', 'plot_per_au', 'expression_error_per_sample', 'largest_differences', 'difference_renders']
 
 # %% ../../nbs/55_aufart_eval.ipynb #1a6b5532
-def icc(a: Tensor,   # (N,) or (N,A) ratings of rater 1 (e.g. AU scores of the inputs)
-        b: Tensor,   # same shape, rater 2 (the renders)
-       ) -> Tensor:  # () or (A,) float64 ICC(3,1); nan where both raters are constant
-    "Shrout & Fleiss ICC(3,1) (two-way mixed, consistency, single rating), per column."
-    check_tensor(a, 'a', (None, None) if a.dim() == 2 else (None,))
-    if a.shape != b.shape: raise InputError(f"`a` {tuple(a.shape)} and `b` {tuple(b.shape)} must have the same shape")
-    if a.shape[0] < 2: raise InputError(f"ICC needs at least 2 targets, got {a.shape[0]}")
-    x = torch.stack([a.double(), b.double()], 1)                       # (N,k,...)
-    n, k = x.shape[0], 2
-    grand = x.mean((0, 1))
-    ss_r = k * (x.mean(1) - grand).square().sum(0)                     # targets
-    ss_c = n * (x.mean(0) - grand).square().sum(0)                     # raters
-    ss_t = (x - grand).square().sum((0, 1))
-    ms_r = ss_r / (n - 1)
-    ms_e = (ss_t - ss_r - ss_c) / ((n - 1) * (k - 1))
-    den = ms_r + (k - 1) * ms_e
-    return torch.where(den > 0, (ms_r - ms_e) / den.clamp_min(1e-300), torch.full_like(den, float('nan')))
-
-# %% ../../nbs/55_aufart_eval.ipynb #369efd6d
 @dataclass
 class AufartEval:
     "Held-out metrics of one run (mm for distances; NME as a fraction of the outer-eye-corner distance)."
@@ -55,12 +38,13 @@ class AufartEval:
     au_f1: list                    # (27,) F1 at 0.5, render vs input (nan where neither is ever active)
     au_f1_mean: float
     au_pearson: float              # over all AU scores
-    au_icc: list                   # (27,) ICC(3,1) per AU
+    au_icc: list                   # (27,) ICC(3,1) per AU (consistency of the input's and the render's scores)
     au_icc_mean: float
     jitter_mm: float|None = None   # facebench.metrics.jitter of the predicted sequences (mean jerk, mm per frame³)
     jitter_gt_mm: float|None = None  # the same for the true sequences
     accel_error_mm: float|None = None  # facebench.metrics.acceleration_error, predicted vs true
     seconds: float|None = None     # training time
+    predictions: dict|None = field(default=None, repr=False)  # `predict` on the held-out set (for `largest_differences`)
     def row(self) -> dict:
         r = dict(run=self.name, expr_mm=self.expr_vertex_mm, zero_mm=self.zero_expr_vertex_mm,
                  mouth_mm=self.expr_vertex_mm_regions.get('mouth', float('nan')), nme=self.landmark_nme,
@@ -75,7 +59,7 @@ def _nanmean(x: Tensor) -> float:
 
 @torch.no_grad()
 def predict(net, model, data: SyntheticBatch, cfg: AufartTrainConfig, batch_size: int = 32) -> dict:
-    "Run `aufart_step` (K = 1) over `data`: expression (B,E), jaw (B,3|0), landmarks (B,68,2), au_input / au_render (B,A)."
+    "Run `aufart_step` (K = 1) over `data`: expression (B,E), jaw_pose (B,3|0), landmarks (B,68,2), au_input / au_render (B,A)."
     was = net.training; net.eval()
     K1 = replace(cfg, K=1)
     outs = [aufart_step(net, model, data[i:i + batch_size], K1) for i in range(0, len(data), batch_size)]
@@ -110,15 +94,16 @@ def evaluate_run(net, model, val: SyntheticBatch, cfg: AufartTrainConfig, name: 
     ev0 = expression_vertex_error(model, val.params.shape, torch.zeros_like(p['expression']), val.params.expression,
                                   None if jaw is None else torch.zeros_like(jaw), jaw_gt)
     ai, ar = p['au_input'][:, :N_AU], p['au_render'][:, :N_AU]
-    f1, ic = f1_per_au(ar, ai), icc(ai, ar)
+    f1, ic = f1_per_au(ar, ai), icc(torch.stack([ai, ar], 1), '3,1')             # the input's scores are the reference
     res = AufartEval(name, ev['all'], {k: v for k, v in ev.items() if k != 'all'}, ev0['all'],
                      float(nme(p['landmarks'], val.landmarks, 'inter_ocular').mean()), f1.tolist(), _nanmean(f1),
-                     pearson(ar, ai), ic.tolist(), _nanmean(ic), seconds=seconds)
+                     float(pearson_per_au(ar.reshape(-1), ai.reshape(-1))), ic.tolist(), _nanmean(ic), seconds=seconds,
+                     predictions={k: v.detach().cpu() for k, v in p.items()})
     if seqs is not None:
         for k, v in sequence_metrics(net, model, seqs, seq_len, cfg).items(): setattr(res, k, v)
     return res
 
-# %% ../../nbs/55_aufart_eval.ipynb #6a624a15
+# %% ../../nbs/55_aufart_eval.ipynb #f69e767d
 def load_trained(cfg: AufartTrainConfig, checkpoint) -> tuple:
     "(model, net) of a finished run: `build(cfg)` with the checkpoint's head (and pre-trained AU extractor) loaded."
     model, net = build(cfg)
@@ -126,6 +111,10 @@ def load_trained(cfg: AufartTrainConfig, checkpoint) -> tuple:
     net.head.load_state_dict(st['head'])
     if st.get('au_net') is not None: net.au_net.load_state_dict(st['au_net'])
     return model, net
+
+def heldout_data(model, cfg: AufartTrainConfig) -> SyntheticBatch:
+    "The held-out static set of `cfg` (`n_val` faces drawn from `cfg.seed`; the same for every K and variant)."
+    return make_datasets(model, replace(cfg, K=1, n_train=1, train_data='frames'))[1]
 
 def compare_runs(settings: dict,                   # name -> AufartTrainConfig field overrides (e.g. dict(variant='code'))
                  base: AufartTrainConfig,          # shared configuration; each run writes to base.out/<index>
@@ -139,7 +128,7 @@ def compare_runs(settings: dict,                   # name -> AufartTrainConfig f
         r = run_aufart_train(cfg, log=lambda *a: None)
         model, net = load_trained(cfg, r.checkpoint)
         if val is None:
-            val = make_datasets(model, replace(cfg, K=1, n_train=1))[1]   # the held-out set of the base seed
+            val = heldout_data(model, cfg)
             seqs = synthetic_sequences(model, n_seq, seq_len, cfg.synthetic, seed, labels=texel_regions(model, cfg.synthetic.texture_size))
         results.append(evaluate_run(net, model, val, cfg, name, seqs, seq_len, r.seconds))
         log(f"{name}: expression {results[-1].expr_vertex_mm:.3f} mm (psi = 0: {results[-1].zero_expr_vertex_mm:.3f} mm), {r.seconds:.0f} s")
@@ -165,3 +154,54 @@ def plot_per_au(results: list, metric: str = 'au_f1', ax=None):
     ax.set_xticks(np.arange(N_AU) + 0.4 - w / 2, AU_NAMES, rotation=90)
     ax.set_ylabel({'au_f1': 'F1 (render vs input)', 'au_icc': 'ICC(3,1)'}[metric]); ax.legend(fontsize=7)
     return ax
+
+# %% ../../nbs/55_aufart_eval.ipynb #62c07a0b
+def expression_error_per_sample(model, data: SyntheticBatch,
+                                pred: dict,              # `predict` output (or `AufartEval.predictions`): expression (B,E), jaw_pose (B,3|0)
+                                region: str|None = None, # a `model.regions` name; None: all vertices
+                               ) -> Tensor:              # (B,) mm
+    "Mean expression-vertex error (neutral pose, mm) of every sample, over all vertices or one region."
+    expr = pred['expression'].to(model.device, model.dtype)
+    check_tensor(expr, "pred['expression']", (len(data), None))
+    jaw = pred.get('jaw_pose')
+    jaw = jaw.to(model.device, model.dtype) if jaw is not None and jaw.shape[-1] else None
+    if region is not None and region not in model.regions:
+        raise InputError(f"`region` {region!r} is not a region of the model; choose one of {sorted(model.regions)} or None")
+    a = model(shape=data.params.shape, expression=expr, jaw_pose=jaw).vertices
+    b = model(shape=data.params.shape, expression=data.params.expression, jaw_pose=None if jaw is None else data.params.jaw_pose).vertices
+    d = vertex_to_vertex(to_mm(a, model.units, check=False), to_mm(b, model.units, check=False))   # (B,V)
+    return (d if region is None else d[:, model.regions[region].to(d.device)]).mean(1)
+
+def largest_differences(model, data: SyntheticBatch, pred_a: dict, pred_b: dict,   # two runs' `predict` outputs on `data`
+                        k: int = 4, region: str|None = None) -> tuple:             # (idx (k,), err_a (k,), err_b (k,)) mm
+    "The k samples where the two runs' per-sample expression-vertex errors differ most (largest |err_a - err_b| first)."
+    if not 1 <= k <= len(data): raise InputError(f"`k` must be between 1 and the {len(data)} samples, got {k}")
+    ea, eb = expression_error_per_sample(model, data, pred_a, region), expression_error_per_sample(model, data, pred_b, region)
+    idx = (ea - eb).abs().topk(k).indices
+    return idx, ea[idx], eb[idx]
+
+@torch.no_grad()
+def difference_renders(model, data: SyntheticBatch, pred_a: dict, pred_b: dict, k: int = 4,
+                       names: tuple = ('A', 'B'),          # run names for the titles
+                       region: str|None = None,            # rank by this region's error (None: all vertices)
+                       image_size: int|None = None,        # render size (default: the input's)
+                      ) -> 'matplotlib.figure.Figure':
+    "A k × 4 `image_grid`: input | run A | run B | ground truth, for the `largest_differences` of the two runs."
+    from facebench.viz import image_grid
+    idx, ea, eb = largest_differences(model, data, pred_a, pred_b, k, region)
+    d = data[idx.to(data.image.device)]
+    S = image_size or d.image.shape[-1]
+    def show(expr, jaw):
+        return render_faces(model, replace(d.params, expression=expr, jaw_pose=jaw), d.camera, d.sh, d.texture, None, S,
+                            passes=('image', 'mask'))[2]
+    def run(p):   # the run's expression and jaw (a head without jaw output renders with the neutral jaw, as in training)
+        jaw = p.get('jaw_pose')
+        jaw = jaw[idx.cpu()].to(model.device, model.dtype) if jaw is not None and jaw.shape[-1] else None
+        return show(p['expression'][idx.cpu()].to(model.device, model.dtype), jaw)
+    ra, rb, rg = run(pred_a), run(pred_b), show(d.params.expression, d.params.jaw_pose)
+    ims, titles = [], []
+    for j, i in enumerate(idx.tolist()):
+        ims += [d.image[j], ra[j], rb[j], rg[j]]
+        titles += [f'input #{i}', f'{names[0]}\n{float(ea[j]):.2f} mm', f'{names[1]}\n{float(eb[j]):.2f} mm', 'ground truth']
+    return image_grid([im.float().clamp(0, 1).cpu() for im in ims], titles, ncols=4, figsize=(8, 2.3 * k),
+                      suptitle=f"largest differences in expression error{'' if region is None else f' ({region})'}")

@@ -20,15 +20,16 @@ from .data import (SyntheticConfig, SyntheticBatch, synthetic_batch, synthetic_s
                                    render_faces, project_landmark_sets)
 from ..metrics.geometry import vertex_to_vertex, per_region, to_mm
 from ..metrics.image import nme
+from ..metrics.au import f1_per_au, pearson_per_au
 from .losses import (AufartLossConfig, total_loss, photometric_loss, landmark_loss, au_consistency_loss,
                                      au_gated_landmark_loss, au_distance_loss, eye_distance_loss, lip_distance_loss,
                                      regularizer, expression_smoothness, au_trajectory_loss, emotion_loss)
 
 # %% auto #0
-__all__ = ['AufartTrainConfig', 'make_datasets', 'sample_indices', 'StepOutput', 'frozen_params', 'refine_camera',
-           'landmark_scheme', 'aufart_step', 'expression_vertex_error', 'f1_per_au', 'pearson', 'evaluate',
-           'temporal_jitter', 'augment_images', 'pretrain_au_net', 'save_checkpoint', 'TrainResult', 'build',
-           'run_aufart_train', 'add_aufart_parser', 'config_from_args', 'main_aufart']
+__all__ = ['AufartTrainConfig', 'uses_sequences', 'make_datasets', 'sample_indices', 'StepOutput', 'frozen_params',
+           'refine_camera', 'landmark_scheme', 'aufart_step', 'expression_vertex_error', 'evaluate', 'temporal_jitter',
+           'augment_images', 'pretrain_au_net', 'save_checkpoint', 'TrainResult', 'build', 'run_aufart_train',
+           'add_aufart_parser', 'config_from_args', 'main_aufart']
 
 # %% ../../nbs/53_aufart_train.ipynb #401cdd40
 @dataclass
@@ -45,6 +46,9 @@ class AufartTrainConfig:
     n_val: int = 16                  # held-out synthetic frames
     K: int = 1                       # frames per sample ("more frames"); K > 1 trains on sequences
     seq_len: int = 8                 # frames per synthetic sequence (K <= seq_len)
+    train_data: str = 'auto'         # 'frames' (n_train independent faces), 'sequences' (n_train // seq_len sequences), 'auto': sequences iff K > 1
+    seq_active_aus: int = 11         # AUs with an onset/apex/offset event per training sequence: 11 at seq_len 8 matches the static
+                                     # set's mean AU intensity (0.13) and open-mouth share; with 3 the sequences hardly move and nothing is learnt
     steps: int = 200
     batch_size: int = 8              # samples per step (each K frames)
     lr: float = 1e-3
@@ -81,6 +85,11 @@ class AufartTrainConfig:
         if self.pretrain_au_target not in ('intensity', 'binary'):
             raise InputError(f"`pretrain_au_target` must be 'intensity' or 'binary', got {self.pretrain_au_target!r}")
         if self.K < 1: raise InputError(f"`K` must be >= 1, got {self.K}")
+        if self.train_data not in ('auto', 'frames', 'sequences'):
+            raise InputError(f"`train_data` must be 'auto', 'frames' or 'sequences', got {self.train_data!r}")
+        if not 1 <= self.seq_active_aus <= N_AU: raise InputError(f"`seq_active_aus` must be in 1..{N_AU}, got {self.seq_active_aus}")
+        if self.K > 1 and self.train_data == 'frames':
+            raise InputError(f"K={self.K} consecutive frames need train_data='sequences' (or 'auto'), got 'frames'")
         if self.K > 1 and self.K > self.seq_len:
             raise InputError(f"K={self.K} frames per sample but sequences have seq_len={self.seq_len} frames; use K <= seq_len")
         for n in ('steps', 'batch_size', 'n_train', 'n_val', 'image_size'):
@@ -98,14 +107,18 @@ class AufartTrainConfig:
 # the model comes from facebench.models.load.load_model
 
 # %% ../../nbs/53_aufart_train.ipynb #6376e01d
+def uses_sequences(cfg: AufartTrainConfig) -> bool:
+    "Whether the training set of `cfg` is made of sequences (`train_data='sequences'`, or 'auto' with K > 1)."
+    return cfg.train_data == 'sequences' or (cfg.train_data == 'auto' and cfg.K > 1)
+
 def make_datasets(model: MorphableModel, cfg: AufartTrainConfig) -> tuple:
-    "(train, val) `SyntheticBatch`es; with K > 1 the training set holds sequences of `seq_len` frames."
+    "(train, val) `SyntheticBatch`es; with K > 1 (or `train_data='sequences'`) the training set holds sequences of `seq_len` frames."
     scfg = cfg.synthetic
     labels = texel_regions(model, scfg.texture_size)
     g = torch.Generator().manual_seed(cfg.seed)
-    if cfg.K > 1:
+    if uses_sequences(cfg):
         n_seq = max(1, cfg.n_train // cfg.seq_len)
-        train = synthetic_sequences(model, n_seq, cfg.seq_len, scfg, g, labels=labels)
+        train = synthetic_sequences(model, n_seq, cfg.seq_len, scfg, g, n_active=cfg.seq_active_aus, labels=labels)
     else:
         train = synthetic_batch(model, cfg.n_train, scfg, g, labels=labels)
     val = synthetic_batch(model, cfg.n_val, scfg, torch.Generator().manual_seed(cfg.seed + 10_000), labels=labels)
@@ -204,18 +217,6 @@ def expression_vertex_error(model: MorphableModel, shape: Tensor, expr_pred: Ten
     d = vertex_to_vertex(to_mm(a, model.units, check=False), to_mm(b, model.units, check=False))   # (B,V) mm
     return per_region(d, model.regions)                                              # 'all' and each region (nan if empty)
 
-def f1_per_au(pred: Tensor, target: Tensor, threshold: float = 0.5) -> Tensor:  # (B,A),(B,A) -> (A,) F1 (nan when undefined)
-    p, t = pred >= threshold, target >= threshold
-    tp = (p & t).sum(0).double(); fp = (p & ~t).sum(0).double(); fn = (~p & t).sum(0).double()
-    den = 2 * tp + fp + fn
-    return torch.where(den > 0, 2 * tp / den.clamp_min(1), torch.full_like(den, float('nan')))
-
-def pearson(a: Tensor, b: Tensor) -> float:
-    a, b = a.flatten().double(), b.flatten().double()
-    a, b = a - a.mean(), b - b.mean()
-    den = (a.norm() * b.norm())
-    return float((a * b).sum() / den) if den > 0 else float('nan')
-
 @torch.no_grad()
 def evaluate(net: Aufart, model: MorphableModel, data: SyntheticBatch, cfg: AufartTrainConfig, batch_size: int = 32) -> dict:
     "Metrics on a held-out synthetic set (see above), and the zero-expression baseline's vertex error."
@@ -235,7 +236,7 @@ def evaluate(net: Aufart, model: MorphableModel, data: SyntheticBatch, cfg: Aufa
     return dict(expr_vertex_mm=ev['all'], expr_vertex_mm_regions={k: v for k, v in ev.items() if k != 'all'},
                 zero_expr_vertex_mm=ev0['all'], zero_expr_vertex_mm_regions={k: v for k, v in ev0.items() if k != 'all'}, landmark_nme=lmk_nme, au_f1=f1.tolist(),
                 au_f1_mean=float(f1[~f1.isnan()].mean()) if (~f1.isnan()).any() else float('nan'),
-                au_pearson=pearson(au_r[:, :N_AU], au_i[:, :N_AU]))
+                au_pearson=float(pearson_per_au(au_r[:, :N_AU].reshape(-1), au_i[:, :N_AU].reshape(-1))))
 
 # %% ../../nbs/53_aufart_train.ipynb #da515ed5
 @torch.no_grad()
@@ -392,10 +393,12 @@ def add_aufart_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument('--cpu-learning', action='store_true',
                    help='the CPU learning preset (AufartTrainConfig.cpu_learning: small networks at 64 px, AU pre-training, '
                         'near-frontal synthetic faces); the size, data and step options are then ignored')
-    for name in ('n_vertices', 'image_size', 'n_train', 'n_val', 'K', 'seq_len', 'steps', 'batch_size', 'pretrain_au_steps', 'seed',
+    for name in ('n_vertices', 'image_size', 'n_train', 'n_val', 'K', 'seq_len', 'seq_active_aus', 'steps', 'batch_size', 'pretrain_au_steps', 'seed',
                  'ckpt_every', 'log_every'):
         t.add_argument('--' + name.replace('_', '-'), type=int, default=getattr(d, name))
     t.add_argument('--lr', type=float, default=d.lr)
+    t.add_argument('--train-data', default=d.train_data, choices=['auto', 'frames', 'sequences'],
+                   help="'sequences' gives K = 1 the training sequences of a K > 1 run (fair K comparison)")
     t.add_argument('--loss-preset', default='selfsupervised', choices=['selfsupervised', 'code'],
                    help="'code': the public code's released weights; 'selfsupervised': its config.py defaults")
     t.add_argument('--temporal', type=float, default=0.0, help='weight of both temporal terms (needs --K > 1)')
@@ -408,11 +411,11 @@ def add_aufart_parser(subparsers) -> argparse.ArgumentParser:
 def config_from_args(args) -> AufartTrainConfig:
     loss = AufartLossConfig() if args.loss_preset == 'code' else AufartLossConfig.selfsupervised()
     loss.temporal_expression = loss.temporal_au = args.temporal
-    kw = {n: getattr(args, n) for n in ('out', 'model', 'n_vertices', 'variant', 'image_size', 'n_train', 'n_val', 'K', 'seq_len', 'steps',
+    kw = {n: getattr(args, n) for n in ('out', 'model', 'n_vertices', 'variant', 'image_size', 'n_train', 'n_val', 'K', 'seq_len', 'train_data', 'seq_active_aus', 'steps',
                                         'batch_size', 'pretrain_au_steps', 'seed', 'ckpt_every', 'log_every', 'lr',
                                         'frozen_source', 'au_checkpoint', 'deca_checkpoint', 'emotion_checkpoint', 'device')}
     if getattr(args, 'cpu_learning', False):
-        keep = ('out', 'model', 'variant', 'K', 'seq_len', 'seed', 'frozen_source', 'au_checkpoint', 'deca_checkpoint', 'emotion_checkpoint', 'device')
+        keep = ('out', 'model', 'variant', 'K', 'seq_len', 'train_data', 'seq_active_aus', 'seed', 'frozen_source', 'au_checkpoint', 'deca_checkpoint', 'emotion_checkpoint', 'device')
         c = AufartTrainConfig.cpu_learning(**{n: kw[n] for n in keep}, loss=loss, resume=not args.no_resume, progress=not args.quiet)
         return c if c.K == 1 else replace(c, batch_size=max(1, c.batch_size // c.K))   # the same frames per step
     image_size = 224 if args.full and args.image_size == AufartTrainConfig.image_size else args.image_size

@@ -8,6 +8,7 @@ __all__ = []
 # %% ../../nbs/36_metrics_api.ipynb #08c9af8c
 from .geometry import *
 from .image import *
+from .au import *
 from .protocols import *
 from .temporal import *
 from .speed import *
