@@ -48,6 +48,11 @@ def test_stage2_trains_only_the_camera_and_joint_trains_all(tmp_path):
     c1, c2 = torch.load(s1.best_path, weights_only=False)['net'], torch.load(s2.last_path, weights_only=False)['net']
     assert {k.split('.')[0] for k in c1 if not torch.equal(c1[k], c2[k])} == {'camera_module'}
     assert {'render_normal', 'render_mask', 'render_lmk'} <= set(s2.history[0]) and 'param_shape' not in s2.history[0]
+    # resuming s2 from another starting checkpoint is refused, not silently answered with the old run
+    import shutil; other = shutil.copy(s1.best_path, tmp_path / 'other.pt')
+    with pytest.raises(InputError, match=r"continues a run that started from .*best\.pt.*starts from .*other\.pt"):
+        run_n2f_train(tiny(tmp_path / 's2', steps=2, val_every=2, stage='render', init_from=str(other)))
+    assert run_n2f_train(tiny(tmp_path / 's2', steps=2, val_every=2, stage='render', init_from=str(s1.best_path))).step == 2
     j = run_n2f_train(tiny(tmp_path / 'j', steps=2, val_every=2, stage='joint'))
     assert {'render_lmk', 'param_shape'} <= set(j.history[0])
     assert (tmp_path / 's1' / 'loss.png').exists()

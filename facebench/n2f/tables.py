@@ -471,5 +471,5 @@ def finetune_hook(finetune: FinetuneConfig,          # data, schedule, learning 
                   mask_estimator: Callable|None = None,
                   items: list|None = None,           # [RealItem] (default: finetune.data.items())
                  ) -> FinetuneHook:
-    "The hook for Table 1's '+ fine-tuning' row: `AblationConfig(finetune=finetune_hook(ft))`; its runs resume and are not repeated."
+    "The hook for Table 1's '+ fine-tuning' row: `AblationConfig(finetune=finetune_hook(ft))`; its runs resume and are not repeated (a root holding runs begun from another checkpoint is refused)."
     return FinetuneHook(finetune, root, stage2_steps, normal_estimator, mask_estimator, items)

@@ -329,6 +329,13 @@ def open_run(model: MorphableModel, config: TrainConfig, device, resume: bool = 
     if not (resume and last.exists()): return net, opt, 0, float('inf')
     ck = load_checkpoint(last, net, map_location=device)
     if check is not None: check(ck)
+    # a run continues only what it started: resuming from a run begun at another initial checkpoint would silently
+    # return the old run's result for the new starting point
+    started = (ck.get('config') or {}).get('init_from')
+    same = (started is None) == (config.init_from is None) and (started is None or Path(started).resolve() == Path(config.init_from).resolve())
+    if not same:
+        raise InputError(f"{last} continues a run that started from {started!r}, this config starts from {config.init_from!r}: "
+                         "use another out_dir or resume=False")
     opt.load_state_dict(ck['optimizer'])
     return net, opt, ck['step'], ck['best_val']
 
