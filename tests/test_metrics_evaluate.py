@@ -295,3 +295,79 @@ def test_multiface_eval_errors(tmp_path):
     with pytest.raises(InputError, match='space'): cfg(space='camera')
     with pytest.raises(InputError, match='is empty'): cfg(subjects=[','])
     with pytest.raises(SystemExit): parse(['eval', '--pred', 'a', '--gt', 'b', '--out', 'c', '--multiface-space', 'x'])
+
+# ---------------------------------------------------------------- Multiface temporal metrics over runs of consecutive frames
+def mf_clip(root, seq, frames, pred_skip=(), ent=MF_A):
+    """GT frames {number: z offset (mm)} of a small sphere under <root>/mf, predictions (the GT rotated and shifted per frame,
+    in metres) under <root>/pred, except the numbers in `pred_skip`. Names are 6-digit numbers unless given as strings."""
+    v, f = sphere_mesh(6, 12, dtype=torch.float64)
+    d, e = root / 'mf' / ent / 'tracked_mesh' / seq, root / 'pred' / ent.split('--')[3] / seq
+    d.mkdir(parents=True); e.mkdir(parents=True)
+    for i, (n, z) in enumerate(frames.items()):
+        name = n if isinstance(n, str) else f'{n:06d}'
+        g = R_MM * v + torch.tensor([0.0, 0.0, z], dtype=torch.float64)
+        write_obj(d / f'{name}.obj', g, f)
+        R = axis_angle_to_matrix(torch.tensor([0.1, -0.05 * i, 0.3], dtype=torch.float64))
+        if n not in pred_skip: write_obj(e / f'{name}.obj', (g @ R.T + torch.tensor([2.0, -1.0, 0.5 * i], dtype=torch.float64)) / 1000, f)
+    return v, f
+
+def test_multiface_temporal_runs_with_gaps(tmp_path):
+    from facebench.metrics.temporal import jitter
+    # clip 1: z = 0.1·t³ mm at frames 0-9, 20-29 and 40-41 (step 1), no prediction for frame 25:
+    # runs 0-9 (10), 20-24 (5), 26-29 (4) are measured, 40-41 (2) is too short; third difference of 0.1·t³ = 0.6 mm/frame³
+    nums = list(range(10)) + list(range(20, 30)) + [40, 41]
+    v, f = mf_clip(tmp_path, 'E001_Neutral_Eyes_Open', {t: 0.1 * t ** 3 for t in nums}, pred_skip=(25,))
+    # clip 2: numbered every 2 frames (step 2 is the most common difference): k = 0-9 with z = 0.1·k³ (jitter 0.6) and
+    # k = 20-23 with z = 0.2·k³ (jitter 1.2) -> length-weighted mean (10·0.6 + 4·1.2) / 14
+    mf_clip(tmp_path, 'E002_Swallow', {2 * k: (0.1 if k < 10 else 0.2) * k ** 3 for k in list(range(10)) + list(range(20, 24))})
+    res = run_eval(EvalConfig(tmp_path / 'pred', tmp_path / 'mf', tmp_path / 'out', protocol='multiface', progress=False))
+    s1, s2 = res.summary['sequences']['6795937/E001_Neutral_Eyes_Open'], res.summary['sequences']['6795937/E002_Swallow']
+    assert abs(s1['mean']['jitter_gt_mm'] - 0.6) < 1e-9 and abs(s1['mean']['jitter_pred_mm'] - 0.6) < 1e-6 and s1['mean']['accel_error_mm'] < 1e-6
+    assert (s1['temporal_frames'], s1['short_run_frames'], s1['gap_frames']) == (19, 2, 10 + 1 + 10)
+    # the jump across the gap, if differenced, would dominate: the clip's frames taken as one sequence give a jitter far from 0.6
+    naive = float(jitter(torch.stack([R_MM * v + torch.tensor([0.0, 0.0, 0.1 * t ** 3], dtype=torch.float64) for t in nums if t != 25])))
+    assert naive > 10
+    w = (10 * 0.6 + 4 * 1.2) / 14
+    assert abs(s2['mean']['jitter_gt_mm'] - w) < 1e-9 and abs(s2['mean']['jitter_pred_mm'] - w) < 1e-6 and s2['mean']['accel_error_mm'] < 1e-6
+    assert (s2['temporal_frames'], s2['short_run_frames'], s2['gap_frames']) == (14, 0, 10)
+    rows = list(csv.DictReader(open(res.csv)))
+    sub = next(r for r in rows if r['level'] == 'subject' and r['stat'] == 'mean')
+    assert (sub['temporal_frames'], sub['short_run_frames'], sub['gap_frames']) == ('33', '2', '31')
+    assert abs(float(sub['jitter_gt_mm']) - (0.6 + w) / 2) < 1e-9                    # mean over the clips
+    md = res.markdown.read_text()
+    assert 'temporal_frames | short_run_frames | gap_frames' in md and 'gap_frames = frame numbers absent' in md
+    # an explicit step of 1 on clip 2: every frame is its own run -> no temporal value, all frames reported as short runs
+    r1 = run_eval(EvalConfig(tmp_path / 'pred', tmp_path / 'mf', tmp_path / 'out1', protocol='multiface', sequences=['E002_Swallow'],
+                             frame_step=1, progress=False)).summary['sequences']['6795937/E002_Swallow']
+    n2 = [2 * k for k in list(range(10)) + list(range(20, 24))]
+    absent = len(set(range(n2[0], n2[-1] + 1)) - set(n2))                               # every number between 0 and 46 not present
+    assert np.isnan(r1['mean']['jitter_gt_mm']) and (r1['temporal_frames'], r1['short_run_frames'], r1['gap_frames']) == (0, 14, absent)
+
+def test_multiface_temporal_errors(tmp_path):
+    mf_clip(tmp_path, 'E001_Neutral_Eyes_Open', {'000001': 0.0, 'neutral': 0.1, '000003': 0.2, '000004': 0.3})
+    cfg = lambda **k: EvalConfig(tmp_path / 'pred', tmp_path / 'mf', tmp_path / 'out', protocol='multiface', progress=False, **k)
+    with pytest.raises(DatasetError, match=r"E001_Neutral_Eyes_Open/neutral\.obj: frame name 'neutral' is not a frame number.*--no-temporal"):
+        run_eval(cfg())
+    res = run_eval(cfg(temporal=False))                                                # without temporal metrics the names may be anything
+    assert len(res.rows) == 4 and 'jitter_gt_mm' not in res.summary['overall']['mean'] and 'temporal_frames' not in res.summary['overall']
+    assert 'No temporal metrics' in res.markdown.read_text()
+    args = parse(['eval', '--pred', str(tmp_path / 'pred'), '--gt', str(tmp_path / 'mf'), '--out', str(tmp_path / 'o2'), '--protocol', 'multiface',
+                  '--no-temporal', '--quiet'])
+    assert main_eval(args) == 0
+    # two files of the same frame number
+    mf_clip(tmp_path, 'E002_Swallow', {'0001': 0.0, '001': 0.1, '0002': 0.2})
+    with pytest.raises(DatasetError, match=r'0001\.obj.*001\.obj have the same frame number'): run_eval(cfg(sequences=['E002_Swallow']))
+    # frame_step: a positive integer, only for multiface
+    for bad in (0, -2, 1.5, True, '2'):
+        with pytest.raises(InputError, match='frame_step'): cfg(frame_step=bad)
+    with pytest.raises(InputError, match='only used by --protocol multiface'): EvalConfig(tmp_path, tmp_path, tmp_path / 'o', frame_step=2)
+    assert parse(['eval', '--pred', 'a', '--gt', 'b', '--out', 'c', '--frame-step', '3']).frame_step == 3
+
+def test_frame_runs_and_step():
+    from facebench.metrics.evaluate import frame_runs, common_step, frame_number
+    assert frame_number(Path('a/021897.obj')) == 21897 and common_step([5]) == 1
+    assert common_step([0, 2, 4, 6, 7, 8]) == 2 and common_step([0, 1, 3, 5, 6]) == 1        # a tie -> the smaller step
+    assert frame_runs([0, 2, 4, 9, 11], 2) == ([[0, 1, 2], [3, 4]], 2) and frame_runs([], 1) == ([], 0)
+    for n in (['1x'], ['+1'], ['1_0'], [' 1']):
+        with pytest.raises(DatasetError, match='not a frame number'): frame_number(Path(n[0] + '.obj'))
+    with pytest.raises(InputError, match='strictly increasing'): frame_runs([0, 2, 2], 1)

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/35a_metrics_evaluate.ipynb #a1832b41
 from __future__ import annotations
-import argparse, csv, time, warnings
+import argparse, csv, re, time, warnings
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -21,8 +21,9 @@ from .temporal import jitter, acceleration_error
 from .speed import markdown_table
 
 # %% auto #0
-__all__ = ['PROTOCOLS', 'MULTIFACE_SPACES', 'MULTIFACE_PRED_SUFFIXES', 'MULTIFACE_TEMPORAL', 'EvalConfig', 'EvalResult',
-           'realy_predictions', 'multiface_prediction', 'run_eval', 'add_eval_parser', 'main_eval']
+__all__ = ['PROTOCOLS', 'MULTIFACE_SPACES', 'MULTIFACE_PRED_SUFFIXES', 'MULTIFACE_TEMPORAL', 'MULTIFACE_RUN_COUNTS',
+           'MIN_TEMPORAL_RUN', 'EvalConfig', 'EvalResult', 'realy_predictions', 'frame_number', 'common_step',
+           'frame_runs', 'multiface_prediction', 'run_eval', 'add_eval_parser', 'main_eval']
 
 # %% ../../nbs/35a_metrics_evaluate.ipynb #3ec25a54
 PROTOCOLS = ('mesh', 'multiface', 'now', 'realy')
@@ -48,6 +49,8 @@ class EvalConfig:
     sequences: list|None = None     # multiface: sequence names each subject must have (None: all of a subject's sequences)
     space: str = 'head'             # multiface: GT as stored ('head') or moved by <frame>_transform.txt ('world': R v + t)
     topology: Path|None = None      # multiface: .obj giving the faces of .bin frames (default: the subject's first .obj frame)
+    temporal: bool = True           # multiface: jitter / acceleration error per run of consecutive numbered frames
+    frame_step: int|None = None     # multiface: frame-number difference of consecutive frames (None: the most common one per sequence)
     on_missing: str = 'skip'        # a GT item without prediction: 'skip' (listed in missing.txt) or 'fail'
     plots: bool = False             # cumulative error curves (PNG) and HTML heat-maps per subject
     progress: bool = True           # tqdm bar
@@ -56,9 +59,11 @@ class EvalConfig:
         if self.protocol not in PROTOCOLS: raise InputError(f"`protocol` must be one of {PROTOCOLS}, got {self.protocol!r}")
         if self.gt_units is None: self.gt_units = 'mm' if self.protocol == 'multiface' else 'm'
         if self.on_missing not in ('skip', 'fail'): raise InputError(f"`on_missing` must be 'skip' or 'fail', got {self.on_missing!r}")
+        if self.frame_step is not None and (isinstance(self.frame_step, bool) or not isinstance(self.frame_step, (int, np.integer)) or self.frame_step < 1):
+            raise InputError(f"`frame_step` (--frame-step) must be a positive integer or None, got {self.frame_step!r}")
         if self.space not in MULTIFACE_SPACES: raise InputError(f"`space` must be one of {MULTIFACE_SPACES}, got {self.space!r}")
         if self.protocol != 'multiface':
-            for name in ('subjects', 'sequences', 'topology'):
+            for name in ('subjects', 'sequences', 'topology', 'frame_step'):
                 if getattr(self, name) is not None: raise InputError(f"`{name}` (--{name}) is only used by --protocol multiface, got protocol {self.protocol!r}")
         for name in ('subjects', 'sequences'):
             v = getattr(self, name)
@@ -199,6 +204,54 @@ def _check_missing(cfg: EvalConfig, missing: list, n: int, what: str):
 # %% ../../nbs/35a_metrics_evaluate.ipynb #947dcc9d
 MULTIFACE_PRED_SUFFIXES = ('.obj', '.ply', '.bin')
 MULTIFACE_TEMPORAL = ('jitter_pred_mm', 'jitter_gt_mm', 'accel_error_mm')
+MULTIFACE_RUN_COUNTS = ('temporal_frames', 'short_run_frames', 'gap_frames')
+MIN_TEMPORAL_RUN = 4                                  # jitter needs a third difference
+
+def frame_number(path: Path) -> int:
+    "The frame number in a frame's file name (`021897.obj` -> 21897); an error naming the file when the name is not a number."
+    stem = Path(path).stem
+    if not re.fullmatch(r'[0-9]+', stem):
+        raise DatasetError(f"{path}: frame name {stem!r} is not a frame number (digits only, e.g. 021897.obj); the temporal metrics "
+                           "(jitter, acceleration error) need numbered frames to find consecutive ones: rename the frames or pass --no-temporal")
+    return int(stem)
+
+def common_step(numbers) -> int:
+    "The most common difference between consecutive sorted distinct frame numbers (the smallest on a tie; 1 for < 2 frames)."
+    d = np.diff(np.unique(np.asarray(numbers, dtype=np.int64)))
+    if not d.size: return 1
+    vals, counts = np.unique(d, return_counts=True)
+    return int(vals[counts.argmax()])
+
+def frame_runs(numbers,          # (T,) increasing frame numbers
+               step: int,        # the difference of consecutive frames
+              ) -> tuple:        # -> (runs: list of index lists into `numbers`, gap_frames: frame numbers absent between runs)
+    "Split increasing frame numbers into runs whose neighbours differ by exactly `step`; count the step slots skipped between runs."
+    n = [int(x) for x in numbers]
+    if any(b <= a for a, b in zip(n, n[1:])): raise InputError(f"`numbers` must be strictly increasing, got {n}")
+    if step < 1: raise InputError(f"`step` must be a positive integer, got {step}")
+    runs, gaps = [[0]] if n else [], 0
+    for i in range(1, len(n)):
+        d = n[i] - n[i - 1]
+        if d == step: runs[-1].append(i)
+        else: runs.append([i]); gaps += -(-d // step) - 1      # ceil(d / step) - 1 slots skipped
+    return runs, gaps
+
+def _mf_temporal(P: list, G: list, numbers: list, step: int) -> dict:   # P, G: per frame (V,3) mm, in frame-number order
+    "Temporal metrics per run of >= MIN_TEMPORAL_RUN consecutive frames, averaged weighted by run length, and the run counts."
+    runs, gaps = frame_runs(numbers, step)
+    used = [r for r in runs if len(r) >= MIN_TEMPORAL_RUN]
+    t = dict.fromkeys(MULTIFACE_TEMPORAL, float('nan'))
+    t.update(temporal_frames=sum(map(len, used)), short_run_frames=len(numbers) - sum(map(len, used)), gap_frames=gaps)
+    if used and len({tuple(P[i].shape) for r in used for i in r}) == 1:        # one predicted topology
+        vals = {k: [] for k in MULTIFACE_TEMPORAL}
+        for r in used:
+            p, g = torch.stack([P[i] for i in r]), torch.stack([G[i] for i in r])
+            vals['jitter_pred_mm'].append(float(jitter(p))); vals['jitter_gt_mm'].append(float(jitter(g)))
+            if p.shape == g.shape: vals['accel_error_mm'].append(float(acceleration_error(p, g)))
+        w = np.array([len(r) for r in used], dtype=np.float64)
+        for k, v in vals.items():
+            if len(v) == len(used): t[k] = float(np.dot(w, v) / w.sum())
+    return t
 
 def multiface_prediction(pred: Path, folder: str, sequence: str, frame: str) -> Path|None:
     "The prediction of one Multiface frame: `<pred>/<id>/<sequence>/<frame>.obj|.ply|.bin`, or under the GT folder name; None if absent."
@@ -243,7 +296,7 @@ def _stats(values: list) -> tuple:   # -> (nanmean, nanmedian); nan when every v
     return (float(a.mean()), float(np.median(a))) if a.size else (float('nan'), float('nan'))
 
 def _mf_summary(rows: list, clips: dict, keys: list) -> tuple:   # -> (summary dict, group rows for the table)
-    "Mean / median per sequence (clip), per subject and overall; temporal values per clip, mean / median over clips above."
+    "Mean / median per sequence (clip), per subject and overall; temporal values per clip, mean / median over clips above, counts summed."
     groups = [('sequence', (s, q), [r for r in rows if (r['subject'], r['sequence']) == (s, q)], [clips[(s, q)]]) for s, q in clips]
     for s in dict.fromkeys(r['subject'] for r in rows):
         groups.append(('subject', (s, ''), [r for r in rows if r['subject'] == s], [t for (cs, _), t in clips.items() if cs == s]))
@@ -252,12 +305,15 @@ def _mf_summary(rows: list, clips: dict, keys: list) -> tuple:   # -> (summary d
     for level, (s, q), rs, ts in groups:
         entry = {'n_frames': len(rs), 'mean': {}, 'median': {}}
         for k in keys: entry['mean'][k], entry['median'][k] = _stats([r[k] for r in rs])
-        for k in MULTIFACE_TEMPORAL: entry['mean'][k], entry['median'][k] = _stats([t[k] for t in ts])
+        for k in MULTIFACE_TEMPORAL:
+            if any(k in t for t in ts): entry['mean'][k], entry['median'][k] = _stats([t[k] for t in ts])
+        counts = {k: sum(t[k] for t in ts) for k in MULTIFACE_RUN_COUNTS if any(k in t for t in ts)}
+        entry.update(counts)
         if level == 'sequence': summary['sequences'][f'{s}/{q}'] = entry
         elif level == 'subject': summary['subjects'][s] = entry
         else: summary['overall'] = entry
         for stat in ('mean', 'median'):
-            table.append({'level': level, 'subject': s, 'sequence': q, 'frame': '', 'stat': stat, 'n_frames': len(rs), **entry[stat]})
+            table.append({'level': level, 'subject': s, 'sequence': q, 'frame': '', 'stat': stat, 'n_frames': len(rs), **entry[stat], **counts})
     return summary, table
 
 def _run_multiface(cfg: EvalConfig, regions: dict|None, plots: list) -> tuple:
@@ -277,30 +333,35 @@ def _run_multiface(cfg: EvalConfig, regions: dict|None, plots: list) -> tuple:
                            "(or the GT folder name instead of the id)")
     missing_s = ['/'.join(m) for m in missing]
     _check_missing(cfg, missing_s, n_gt, 'Multiface GT frames')
-    incomplete = {(s, q) for s, q, _ in missing}
+    steps = {}                                                    # (folder, sequence) -> frame step, checked before any work
+    if cfg.temporal:
+        for folder, q in dict.fromkeys((f, q) for f, q, _, _ in plan):
+            nums = [frame_number(g) for g in gt[folder][q]]
+            if len(set(nums)) < len(nums):
+                dup = [g for g in gt[folder][q] if nums.count(frame_number(g)) > 1]
+                raise DatasetError(f"frames {', '.join(map(str, dup))} have the same frame number: the temporal metrics need one frame per number (or pass --no-temporal)")
+            steps[(folder, q)] = cfg.frame_step or common_step(nums)
     s_pred, s_gt = UNIT_TO_MM[cfg.pred_units], UNIT_TO_MM[cfg.gt_units]
     rows, pooled, clips, heat, topos = [], [], {}, {}, {}
     for (folder, q), items in groupby(_progress(plan, cfg.progress, 'eval multiface'), key=lambda x: (x[0], x[1])):
         sid = multiface_subject_id(folder)
         if folder not in topos: topos[folder] = _mf_topology(cfg, folder, gt[folder])
-        P, G, shapes = [], [], set()
+        P, G = [], []
         for _, _, g, p in items:
             gv, gf = _mf_read(g, topos[folder], cfg.space, 'GT')
             pv, pf = _mf_read(p, (gf, gv.shape[0], g), cfg.space, 'prediction')
             m = mesh_metrics(pv * (s_pred / s_gt), pf, gv, gf, units=cfg.gt_units, align=cfg.align, regions=regions)
             rows.append({'subject': sid, 'sequence': q, 'frame': g.stem, **m.row()})
             pa = pv * s_pred
-            P.append(m.transform.apply(pa) if m.transform is not None else pa); G.append(gv * s_gt); shapes.add(tuple(pf.shape) + (pv.shape[0],))
+            if cfg.temporal: P.append((frame_number(g), m.transform.apply(pa) if m.transform is not None else pa, gv * s_gt))
             if cfg.plots:
                 pooled.append(m.gt_to_pred.float().numpy())
                 h = heat.setdefault(sid, [torch.zeros_like(m.gt_to_pred), 0, gv * s_gt, gf])   # one GT topology per subject (checked)
                 h[0] += m.gt_to_pred; h[1] += 1
-        t = dict.fromkeys(MULTIFACE_TEMPORAL, float('nan'))
-        if (sid, q) not in incomplete and len(shapes) == 1:        # whole clip predicted, one predicted topology
-            P, G = torch.stack(P), torch.stack(G)
-            if len(P) >= 4: t['jitter_pred_mm'], t['jitter_gt_mm'] = float(jitter(P)), float(jitter(G))
-            if len(P) >= 3 and P.shape == G.shape: t['accel_error_mm'] = float(acceleration_error(P, G))
-        clips[(sid, q)] = t
+        if cfg.temporal:
+            P.sort(key=lambda x: x[0])
+            clips[(sid, q)] = _mf_temporal([x[1] for x in P], [x[2] for x in P], [x[0] for x in P], steps[(folder, q)])
+        else: clips[(sid, q)] = {}
     keys = list(dict.fromkeys(k for r in rows for k in r if k not in ('subject', 'sequence', 'frame')))
     summary, groups = _mf_summary(rows, clips, keys)
     if cfg.plots:
@@ -316,9 +377,13 @@ def _run_multiface(cfg: EvalConfig, regions: dict|None, plots: list) -> tuple:
     md_rows = [{k: v for k, v in r.items() if k != 'frame'} for r in groups]
     note = (f"Multiface ({cfg.space} space, GT in {cfg.gt_units}, predictions in {cfg.pred_units}; align {cfg.align}): per frame CD (mm, symmetric "
             "point-to-surface Chamfer), MNE (rad, vertex normals) and CR@2mm (share of GT vertices within 2 mm); mean / median per "
-            "sequence (clip), subject and overall. Temporal (facebench.metrics.temporal, clips with every frame predicted): jitter = mean "
-            "third difference (mm/frame³) of the aligned prediction and of the GT, accel_error = mean |Δ²pred − Δ²GT| (mm/frame², same "
-            "topology). Per-frame rows are in results.csv" + ('; frames without prediction in missing.txt' if missing else '') + '.\n\n')
+            "sequence (clip), subject and overall. " + (f"Temporal (facebench.metrics.temporal) per run of >= {MIN_TEMPORAL_RUN} consecutive "
+            "frame numbers (step " + (str(cfg.frame_step) if cfg.frame_step else 'the most common difference per clip') + "; a missing frame or "
+            "prediction ends a run), averaged weighted by run length: jitter = mean third difference (mm/frame³) of the aligned prediction "
+            "and of the GT, accel_error = mean |Δ²pred − Δ²GT| (mm/frame², same topology); temporal_frames = frames in those runs, "
+            "short_run_frames = evaluated frames in shorter runs (left out), gap_frames = frame numbers absent between evaluated frames. "
+            if cfg.temporal else "No temporal metrics (--no-temporal). ")
+            + "Per-frame rows are in results.csv" + ('; frames without prediction in missing.txt' if missing else '') + '.\n\n')
     return rows, summary, table, missing_s, pooled, plots, md_rows, note
 
 # %% ../../nbs/35a_metrics_evaluate.ipynb #4a60bc64
@@ -412,6 +477,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument('--multiface-space', choices=MULTIFACE_SPACES, default='head',
                    help='multiface: GT as stored (head) or moved by <frame>_transform.txt (world)')
     e.add_argument('--multiface-topology', type=Path, default=None, help="multiface: .obj with the faces of .bin frames (default: the subject's first .obj frame)")
+    e.add_argument('--frame-step', type=int, default=None,
+                   help='multiface: frame-number difference of consecutive frames for the temporal metrics (default: the most common one per sequence)')
+    e.add_argument('--no-temporal', action='store_true', help='multiface: no jitter / acceleration error (frame names need not be numbers)')
     e.add_argument('--on-missing', choices=('skip', 'fail'), default='skip', help='a GT item without prediction: skip it (listed in missing.txt) or fail')
     e.add_argument('--plots', action='store_true', help='cumulative error curve (PNG) and HTML heat-maps')
     e.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -425,6 +493,7 @@ def main_eval(args) -> int:
                      vertex_mask=getattr(args, 'realy_mask', None), nonrigid=not getattr(args, 'realy_rigid_only', False),
                      subjects=getattr(args, 'subjects', None), sequences=getattr(args, 'sequences', None),
                      space=getattr(args, 'multiface_space', 'head'), topology=getattr(args, 'multiface_topology', None),
+                     temporal=not getattr(args, 'no_temporal', False), frame_step=getattr(args, 'frame_step', None),
                      on_missing=getattr(args, 'on_missing', 'skip'), plots=args.plots, progress=not args.quiet)
     res = run_eval(cfg)
     print(f"evaluated {len(res.rows)} ({len(res.missing)} without prediction) in {res.seconds:.1f} s: {res.csv}, {res.markdown}"
