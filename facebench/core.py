@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['default_device', 'InputError', 'check_tensor']
+__all__ = ['default_device', 'InputError', 'check_tensor', 'dataclass_from_dict']
 
 # %% ../nbs/00_core.ipynb #82842153
 def default_device() -> torch.device:
@@ -55,3 +55,23 @@ def check_tensor(
         n = int((~torch.isfinite(x)).sum())
         raise InputError(f"`{name}` contains {n} non-finite value(s) (NaN or inf) out of {x.numel()}")
     return x
+
+# %% ../nbs/00_core.ipynb #c28f2348
+def dataclass_from_dict(cls,            # a dataclass type
+                        d: dict,        # its fields as a (nested) mapping, e.g. parsed JSON/YAML
+                        where: str = '',  # dotted path of this section, for messages
+                       ):
+    "Build dataclass `cls` from a nested dict; unknown keys raise `InputError` naming them."
+    import dataclasses, typing
+    if not isinstance(d, dict): raise InputError(f"config section {where or cls.__name__!r} must be a mapping, got {type(d).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    if unknown: raise InputError(f"unknown config key(s) {[f'{where}.{k}' if where else k for k in unknown]}; known: {sorted(known)}")
+    hints = typing.get_type_hints(cls)
+    kw = {}
+    for k, v in d.items():
+        h, path = hints.get(k), f'{where}.{k}' if where else k
+        if isinstance(v, dict) and dataclasses.is_dataclass(h): v = dataclass_from_dict(h, v, path)
+        elif isinstance(v, list) and (h is tuple or typing.get_origin(h) is tuple or isinstance(known[k].default, tuple)): v = tuple(v)
+        kw[k] = v
+    return cls(**kw)
