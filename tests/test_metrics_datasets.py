@@ -111,3 +111,24 @@ def test_realy_barycentric_file(tmp_path):
         (r / f'REALY_scan_region/{sid}').mkdir(parents=True)
         for g in ('nose', 'mouth', 'forehead', 'cheek'): (r / f'REALY_scan_region/{sid}/{g}.obj').write_text('v 0 0 0\n')
     assert [it.subject for it in load_realy(r)] == ['2', '10']
+
+def test_report_problems_and_check_dir(tmp_path):
+    import facebench.metrics.datasets as ds
+    import facebench.metrics.protocols as pr
+    import facebench.metrics as fm
+    assert ds._report is ds.report_problems and ds._dir is ds.check_dir               # private names kept for the loaders
+    assert pr.REALY_REGIONS is ds.REALY_REGIONS is fm.REALY_REGIONS                   # one definition
+    assert ds.check_dir(tmp_path, 'demo') == tmp_path
+    with pytest.raises(DatasetError, match=r'^demo: .*nofolder is not a directory$'): ds.check_dir(tmp_path / 'nofolder', 'demo')
+    assert ds.report_problems(tmp_path, 'demo', []) is None                           # nothing to report: no error
+    probs = [f'p{i}' for i in range(12)]
+    for limit, listed in ((8, 8), (20, 12), (3, 3)):
+        with pytest.raises(DatasetError) as e: ds.report_problems(tmp_path, 'demo', probs, limit=limit)
+        lines = str(e.value).split('\n')
+        assert lines[0] == f'demo at {tmp_path}: 12 problem(s):' and lines[1:1 + listed] == [f'  p{i}' for i in range(listed)]
+        assert lines[1 + listed:] == ([f'  ... and {12 - listed} more'] if listed < 12 else [])
+    with pytest.raises(DatasetError, match=r'^3 missing:\n  p0\n  p1\n  p2$'): ds.report_problems(tmp_path, 'demo', probs[:3], header='3 missing')
+    # a loader reports every problem at once, cut at 8
+    (tmp_path / 'REALY_HIFI3D_keypoints').mkdir(); (tmp_path / 'REALY_scan_region').mkdir()
+    for s in range(3): (tmp_path / f'REALY_HIFI3D_keypoints/{s}.obj').write_text('v 0 0 0\n')
+    with pytest.raises(DatasetError, match=r'REALY at .*: 12 problem\(s\):(\n  .*){8}\n  \.\.\. and 4 more$'): load_realy(tmp_path)

@@ -142,8 +142,65 @@ def test_realy_eval_errors(tmp_path):
     with pytest.raises(DatasetError, match='one per template vertex'): run_eval(cfg(vertex_mask=tmp_path / 'mask.txt'))
     (tmp_path / 'TOPO.txt').write_text(json.dumps(bary[:80]))
     with pytest.raises(DatasetError, match='85 rows'): run_eval(cfg())
+    (tmp_path / 'scale.txt').write_text('1.0\nabc\n')                                # not a number: named, as a DatasetError
+    with pytest.raises(DatasetError, match=r'scale\.txt: expected one positive metrical scale per line.*abc'):
+        run_eval(cfg(scale_file=tmp_path / 'scale.txt'))
     (tmp_path / 'TOPO.txt').write_text(json.dumps([[10 ** 6, 0.3, 0.3]] * 85))
     with pytest.raises(DatasetError, match='face indices'): run_eval(cfg())
+
+def test_realy_options_only_under_realy(tmp_path):
+    (tmp_path / 'f.txt').write_text('1\n')
+    for proto in ('mesh', 'multiface', 'now'):
+        for opt, flag in (('keypoints', 'realy-keypoints'), ('scale_file', 'realy-scale'), ('vertex_mask', 'realy-mask')):
+            with pytest.raises(InputError, match=rf'`{opt}` \(--{flag}\) is only used by --protocol realy, got protocol .{proto}'):
+                EvalConfig(tmp_path, tmp_path, tmp_path / 'o', protocol=proto, **{opt: tmp_path / 'f.txt'})
+        with pytest.raises(InputError, match=r'--realy-rigid-only\) is only used by --protocol realy'):
+            EvalConfig(tmp_path, tmp_path, tmp_path / 'o', protocol=proto, nonrigid=False)
+        EvalConfig(tmp_path, tmp_path, tmp_path / 'o', protocol=proto, nonrigid=True)                   # the default is accepted
+    args = parse(['eval', '--pred', str(tmp_path), '--gt', str(tmp_path), '--out', str(tmp_path / 'o'), '--realy-rigid-only'])
+    with pytest.raises(InputError, match='only used by --protocol realy'): main_eval(args)
+    # under realy all four are taken
+    c = EvalConfig(tmp_path, tmp_path, tmp_path / 'o', protocol='realy', keypoints=tmp_path / 'f.txt', scale_file=tmp_path / 'f.txt',
+                   vertex_mask=tmp_path / 'f.txt', nonrigid=False)
+    assert c.keypoints == tmp_path / 'f.txt' and not c.nonrigid
+
+def test_on_missing_fail_lists_at_most_20(tmp_path):
+    v, f = sphere_mesh(4, 8, dtype=torch.float64)
+    (tmp_path / 'gt').mkdir(); (tmp_path / 'pred').mkdir()
+    for i in range(24): write_obj(tmp_path / f'gt/m{i:02d}.obj', v, f)
+    write_obj(tmp_path / 'pred/m00.obj', v, f)
+    with pytest.raises(DatasetError) as e:
+        run_eval(EvalConfig(tmp_path / 'pred', tmp_path / 'gt', tmp_path / 'o', on_missing='fail', progress=False))
+    lines = str(e.value).split('\n')
+    assert lines[0] == f"23 of 24 GT meshes have no prediction under {tmp_path / 'pred'} (--on-missing fail):"
+    assert lines[1:21] == [f'  m{i:02d}' for i in range(1, 21)] and lines[21:] == ['  ... and 3 more']
+
+def test_mf_summary_groups_interleaved_rows():
+    "Per clip / subject / overall groups of rows in any order, against a direct numpy computation per group."
+    from facebench.metrics.evaluate import _mf_summary
+    g = np.random.default_rng(0)
+    keys = ['cd_mm', 'cr_2mm']
+    rows = [{'subject': s, 'sequence': q, 'frame': f'{i:03d}', 'cd_mm': float(g.random()), 'cr_2mm': float(g.random())}
+            for i, (s, q) in enumerate([('A', 'x'), ('B', 'x'), ('A', 'y'), ('A', 'x'), ('B', 'x'), ('A', 'y'), ('A', 'x')])]
+    rows[3]['cd_mm'] = float('nan')                                      # nan values are left out of mean / median
+    clips = {('A', 'x'): {'jitter_pred_mm': 1.0, 'temporal_frames': 3}, ('B', 'x'): {'jitter_pred_mm': 2.0, 'temporal_frames': 0},
+             ('A', 'y'): {'jitter_pred_mm': 4.0, 'temporal_frames': 2}}
+    summary, table = _mf_summary(rows, clips, keys)
+    def ref(sel):
+        a = np.array([r['cd_mm'] for r in rows if sel(r)]); a = a[~np.isnan(a)]
+        return a.mean(), np.median(a), sum(map(sel, rows))
+    for name, sel in (('A/x', lambda r: (r['subject'], r['sequence']) == ('A', 'x')), ('B/x', lambda r: r['subject'] == 'B'),
+                      ('A/y', lambda r: (r['subject'], r['sequence']) == ('A', 'y'))):
+        m, med, n = ref(sel)
+        e = summary['sequences'][name]
+        assert e['n_frames'] == n and np.isclose(e['mean']['cd_mm'], m) and np.isclose(e['median']['cd_mm'], med)
+    m, med, n = ref(lambda r: r['subject'] == 'A')
+    e = summary['subjects']['A']
+    assert e['n_frames'] == n == 5 and np.isclose(e['mean']['cd_mm'], m) and np.isclose(e['median']['cd_mm'], med)
+    assert e['mean']['jitter_pred_mm'] == 2.5 and e['temporal_frames'] == 5 and summary['subjects']['B']['temporal_frames'] == 0
+    assert summary['overall']['n_frames'] == 7 and np.isclose(summary['overall']['mean']['jitter_pred_mm'], 7 / 3)
+    assert [(t['level'], t['subject'], t['sequence']) for t in table[::2]] == [
+        ('sequence', 'A', 'x'), ('sequence', 'B', 'x'), ('sequence', 'A', 'y'), ('subject', 'A', ''), ('subject', 'B', ''), ('overall', 'all', '')]
 
 # ---------------------------------------------------------------- Multiface
 MF_A, MF_B = 'm--20180227--0000--6795937--GHS', 'm--20190529--1300--002421669--GHS'   # the real entity folder names

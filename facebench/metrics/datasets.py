@@ -12,28 +12,38 @@ from ..core import InputError
 
 # %% auto #0
 __all__ = ['MESH_SUFFIXES', 'REALY_REGIONS', 'MULTIFACE_ENTITIES', 'MULTIFACE_FRAME_SUFFIXES', 'IMAGE_SUFFIXES',
-           'LANDMARK_SUFFIXES', 'DatasetError', 'NoWItem', 'read_pp', 'read_landmarks_3d', 'load_now', 'now_prediction',
-           'REALYItem', 'load_realy', 'read_realy_barycentric', 'load_facescape_tu', 'multiface_subject_id',
-           'load_multiface', 'read_multiface_bin', 'read_multiface_transform', 'read_pts', 'read_landmarks',
-           'read_image', 'load_landmark_folder']
+           'LANDMARK_SUFFIXES', 'DatasetError', 'report_problems', 'check_dir', 'NoWItem', 'read_pp',
+           'read_landmarks_3d', 'load_now', 'now_prediction', 'REALYItem', 'load_realy', 'read_realy_barycentric',
+           'load_facescape_tu', 'multiface_subject_id', 'load_multiface', 'read_multiface_bin',
+           'read_multiface_transform', 'read_pts', 'read_landmarks', 'read_image', 'load_landmark_folder']
 
 # %% ../../nbs/35_datasets.ipynb #fb310824
 class DatasetError(InputError):
     "A dataset folder does not have the expected layout; the message lists what is missing or malformed."
 
-def _report(root: Path, name: str, problems: list, limit: int = 8):
+def report_problems(root,                 # the folder the problems were found in
+                    what: str,            # what it should hold, e.g. 'NoW'
+                    problems: list,       # one message per problem (str)
+                    limit: int = 8,       # how many to list; the rest are counted
+                    header: str|None = None,   # first line instead of '<what> at <root>: <n> problem(s)'
+                   ):
+    "Raise one `DatasetError` listing the first `limit` problems (and how many more there are); nothing when there is none."
     if problems:
         more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ''
-        raise DatasetError(f"{name} at {root}: {len(problems)} problem(s):\n  " + '\n  '.join(problems[:limit]) + more)
+        head = header if header is not None else f"{what} at {root}: {len(problems)} problem(s)"
+        raise DatasetError(head + ":\n  " + '\n  '.join(problems[:limit]) + more)
 
-def _dir(root, name: str) -> Path:
+def check_dir(root, what: str) -> Path:
+    "`root` as a Path (`~` expanded), or a `DatasetError` naming `what` when it is not a directory."
     r = Path(root).expanduser()
-    if not r.is_dir(): raise DatasetError(f"{name}: {r} is not a directory")
+    if not r.is_dir(): raise DatasetError(f"{what}: {r} is not a directory")
     return r
+
+_report, _dir = report_problems, check_dir   # the names the loaders here use
 
 MESH_SUFFIXES = ('.obj', '.ply')
 
-# %% ../../nbs/35_datasets.ipynb #a2b39d47
+# %% ../../nbs/35_datasets.ipynb #8e492119
 @dataclass
 class NoWItem:
     image: str            # the image-list line, e.g. 'FaMoS_180424_03335_TA/multiview_neutral/IMG_0101.jpg'
@@ -92,7 +102,7 @@ def now_prediction(pred_root, item: NoWItem) -> tuple:   # -> (mesh path, landma
     if missing: raise DatasetError(f"NoW prediction for {item.image}: {' and '.join(missing)} missing at {base}.*")
     return mesh, lmk
 
-# %% ../../nbs/35_datasets.ipynb #8e492119
+# %% ../../nbs/35_datasets.ipynb #a52bb383
 REALY_REGIONS = ('nose', 'mouth', 'forehead', 'cheek')
 
 @dataclass
@@ -226,7 +236,7 @@ def read_multiface_transform(path) -> np.ndarray:   # -> (3,4) head pose [R | t]
     if a.shape not in ((3, 4), (4, 4)): raise DatasetError(f"{p}: expected a 3x4 or 4x4 matrix, got {a.shape}")
     return a[:3]
 
-# %% ../../nbs/35_datasets.ipynb #a52bb383
+# %% ../../nbs/35_datasets.ipynb #8f0fef32
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 
 def read_pts(path) -> np.ndarray:   # -> (N,2)

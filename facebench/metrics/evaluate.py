@@ -5,6 +5,7 @@
 # %% ../../nbs/35a_metrics_evaluate.ipynb #a1832b41
 from __future__ import annotations
 import argparse, csv, re, time, warnings
+from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -13,10 +14,10 @@ import torch
 from ..core import InputError
 from ..io import load_mesh
 from .geometry import mesh_metrics, UNIT_TO_MM
-from .protocols import now_evaluate, now_statistics, realy_evaluate, realy_statistics, REALY_REGIONS
-from .datasets import (DatasetError, MESH_SUFFIXES, load_now, now_prediction, read_pp, read_landmarks_3d, load_realy,
-                                        read_realy_barycentric, load_multiface, multiface_subject_id, read_multiface_bin,
-                                        read_multiface_transform)
+from .protocols import now_evaluate, now_statistics, realy_evaluate, realy_statistics
+from .datasets import (DatasetError, REALY_REGIONS, MESH_SUFFIXES, report_problems, load_now, now_prediction, read_pp,
+                                        read_landmarks_3d, load_realy, read_realy_barycentric, load_multiface, multiface_subject_id,
+                                        read_multiface_bin, read_multiface_transform)
 from .temporal import jitter, acceleration_error
 from .speed import markdown_table
 
@@ -62,9 +63,15 @@ class EvalConfig:
         if self.frame_step is not None and (isinstance(self.frame_step, bool) or not isinstance(self.frame_step, (int, np.integer)) or self.frame_step < 1):
             raise InputError(f"`frame_step` (--frame-step) must be a positive integer or None, got {self.frame_step!r}")
         if self.space not in MULTIFACE_SPACES: raise InputError(f"`space` must be one of {MULTIFACE_SPACES}, got {self.space!r}")
-        if self.protocol != 'multiface':
-            for name in ('subjects', 'sequences', 'topology', 'frame_step'):
-                if getattr(self, name) is not None: raise InputError(f"`{name}` (--{name}) is only used by --protocol multiface, got protocol {self.protocol!r}")
+        only = {'multiface': {'subjects': None, 'sequences': None, 'topology': None, 'frame_step': None},
+                'realy': {'keypoints': None, 'scale_file': None, 'vertex_mask': None, 'nonrigid': True}}   # option: its default
+        flags = {'topology': 'multiface-topology', 'frame_step': 'frame-step', 'keypoints': 'realy-keypoints', 'scale_file': 'realy-scale',
+                 'vertex_mask': 'realy-mask', 'nonrigid': 'realy-rigid-only'}
+        for proto, opts in only.items():
+            if self.protocol == proto: continue
+            for name, default in opts.items():
+                if getattr(self, name) != default:
+                    raise InputError(f"`{name}` (--{flags.get(name, name)}) is only used by --protocol {proto}, got protocol {self.protocol!r}")
         for name in ('subjects', 'sequences'):
             v = getattr(self, name)
             if v is not None:
@@ -152,7 +159,9 @@ def _run_realy(cfg: EvalConfig, plots: list) -> tuple:
     _check_missing(cfg, missing, len(items), 'REALY subjects')
     scales = None
     if cfg.scale_file is not None:
-        scales = np.loadtxt(cfg.scale_file, ndmin=1)
+        try: scales = np.loadtxt(cfg.scale_file, ndmin=1)
+        except ValueError as e: raise DatasetError(f"{cfg.scale_file}: expected one positive metrical scale per line (REALY's "
+                                                   f"data/metrical_scale.txt): {e}") from e
         if scales.ndim != 1 or not np.isfinite(scales).all() or (scales <= 0).any():
             raise DatasetError(f"{cfg.scale_file}: expected one positive metrical scale per line")
     rows, pooled, mask, bary = [], [], None, None
@@ -196,10 +205,9 @@ def _run_realy(cfg: EvalConfig, plots: list) -> tuple:
 
 def _check_missing(cfg: EvalConfig, missing: list, n: int, what: str):
     "Fail with the list of GT items without prediction when `cfg.on_missing == 'fail'`."
-    if missing and cfg.on_missing == 'fail':
-        more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ''
-        raise DatasetError(f"{len(missing)} of {n} {what} have no prediction under {cfg.pred} (--on-missing fail):\n  "
-                           + '\n  '.join(missing[:20]) + more)
+    if cfg.on_missing == 'fail':
+        report_problems(cfg.pred, what, missing, limit=20,
+                        header=f"{len(missing)} of {n} {what} have no prediction under {cfg.pred} (--on-missing fail)")
 
 # %% ../../nbs/35a_metrics_evaluate.ipynb #947dcc9d
 MULTIFACE_PRED_SUFFIXES = ('.obj', '.ply', '.bin')
@@ -297,9 +305,11 @@ def _stats(values: list) -> tuple:   # -> (nanmean, nanmedian); nan when every v
 
 def _mf_summary(rows: list, clips: dict, keys: list) -> tuple:   # -> (summary dict, group rows for the table)
     "Mean / median per sequence (clip), per subject and overall; temporal values per clip, mean / median over clips above, counts summed."
-    groups = [('sequence', (s, q), [r for r in rows if (r['subject'], r['sequence']) == (s, q)], [clips[(s, q)]]) for s, q in clips]
-    for s in dict.fromkeys(r['subject'] for r in rows):
-        groups.append(('subject', (s, ''), [r for r in rows if r['subject'] == s], [t for (cs, _), t in clips.items() if cs == s]))
+    by_clip, by_subject, subject_clips = defaultdict(list), defaultdict(list), defaultdict(list)   # one pass, row / clip order kept
+    for r in rows: by_clip[(r['subject'], r['sequence'])].append(r); by_subject[r['subject']].append(r)
+    for (cs, _), t in clips.items(): subject_clips[cs].append(t)
+    groups = [('sequence', (s, q), by_clip[(s, q)], [clips[(s, q)]]) for s, q in clips]
+    groups += [('subject', (s, ''), rs, subject_clips[s]) for s, rs in by_subject.items()]
     groups.append(('overall', ('all', ''), rows, list(clips.values())))
     summary, table = {'sequences': {}, 'subjects': {}, 'overall': {}}, []
     for level, (s, q), rs, ts in groups:

@@ -11,12 +11,13 @@ from torch import Tensor
 from ..core import InputError, check_tensor
 from .geometry import (_as_points, _as_faces, SimilarityTransform, umeyama, point_to_surface, _face_index,
                                         region_faces, mesh_metrics, MeshMetrics, UNIT_TO_MM, check_units)
+from .datasets import REALY_REGIONS
 
 # %% auto #0
-__all__ = ['NOW_LANDMARKS_68', 'REALY_KEYPOINTS', 'REALY_REGIONS', 'REALY_ICP_KEYPOINTS', 'REALY_EVAL_KEYPOINTS', 'now_crop',
-           'NoWResult', 'scan_to_mesh_icp', 'now_evaluate', 'now_statistics', 'realy_fit_rt', 'realy_region_icp',
-           'REALYNICPConfig', 'realy_nicp', 'realy_bidirectional_error', 'REALYResult', 'realy_evaluate',
-           'realy_region_errors', 'realy_rigid_region_errors', 'realy_statistics', 'multiface_table']
+__all__ = ['NOW_LANDMARKS_68', 'REALY_KEYPOINTS', 'REALY_ICP_KEYPOINTS', 'REALY_EVAL_KEYPOINTS', 'now_crop', 'NoWResult',
+           'scan_to_mesh_icp', 'now_evaluate', 'now_statistics', 'realy_fit_rt', 'realy_region_icp', 'REALYNICPConfig',
+           'realy_nicp', 'realy_bidirectional_error', 'REALYResult', 'realy_evaluate', 'realy_region_errors',
+           'realy_rigid_region_errors', 'realy_statistics', 'multiface_table']
 
 # %% ../../nbs/31_metrics_protocols.ipynb #4189733f
 NOW_LANDMARKS_68 = (36, 39, 42, 45, 33, 48, 54)
@@ -124,7 +125,6 @@ REALY_KEYPOINTS = {
     'cheek': list(range(48, 61)) + [64, 76, 77, 36, 41, 40, 39, 42, 47, 46, 45, 7, 8, 9],
     'seven_keypoints': [36, 39, 42, 45, 33, 48, 54],
 }
-REALY_REGIONS = ('nose', 'mouth', 'forehead', 'cheek')
 REALY_ICP_KEYPOINTS = {'forehead': 'forehead', 'mouth': 'mouth', 'nose': 'nose_part', 'cheek': 'cheek'}   # rICP
 REALY_EVAL_KEYPOINTS = {'forehead': 'forehead', 'mouth': 'mouth', 'nose': 'nose', 'cheek': None}          # NICP
 
@@ -219,7 +219,8 @@ def realy_nicp(scan_vertices,                 # (N,3) GT scan region (the templa
         if Kt.shape[0] != idx.size: raise InputError(f"`keypoint_targets` has {Kt.shape[0]} rows for {idx.size} keypoint indices")
         kp_mask = np.zeros(n, bool); kp_mask[idx] = True
         kp_target = np.zeros((n, 3))
-        for j, i in enumerate(idx): kp_target[i] = Kt[j]          # duplicate indices: the last one wins, as in the reference
+        last, at = np.unique(idx[::-1], return_index=True)       # duplicate indices: the last one wins, as in the reference
+        kp_target[last] = Kt[::-1][at]
     L = (lambda M: (M.T @ M).tocsr())(_edge_incidence(f, n))     # graph Laplacian MᵀM
     G2 = np.diag([1.0, 1.0, 1.0, c.gamma]) ** 2
     stiff = sp.kron(L, G2, format='csr')                          # (αA1)ᵀ(αA1) / α²
@@ -312,7 +313,7 @@ class REALYResult:
     deformed: dict        # region -> (N_r,3) the deformed scan region (empty for the rigid-only variant)
     global_transform: SimilarityTransform   # gICP: prediction -> scan frame
 
-def _region_mesh(region, item) -> tuple:
+def _region_mesh(item) -> tuple:
     if isinstance(item, (tuple, list)) and len(item) == 2: return item[0], item[1]
     if hasattr(item, 'vertices') and hasattr(item, 'faces'): return item.vertices, item.faces
     return item, None
@@ -340,7 +341,7 @@ def realy_evaluate(pred_vertices,          # (V,3) predicted mesh (REALY's templ
     errors, per_vertex, aligned, deformed = {}, {}, {}, {}
     for region, item in scan_regions.items():
         if region not in REALY_ICP_KEYPOINTS: raise InputError(f"unknown REALY region {region!r}; expected {list(REALY_REGIONS)}")
-        sv, sf = _region_mesh(region, item)
+        sv, sf = _region_mesh(item)
         S = _as_points(sv, f'scan_regions[{region!r}]').double()
         idx = REALY_KEYPOINTS[REALY_ICP_KEYPOINTS[region]]
         Vr, _, Tr = _realy_region_icp(V, f, K[idx], S, G[idx], region == 'cheek', max_iterations, 1e-6)
