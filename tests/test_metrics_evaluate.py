@@ -164,6 +164,19 @@ def test_realy_options_only_under_realy(tmp_path):
                    vertex_mask=tmp_path / 'f.txt', nonrigid=False)
     assert c.keypoints == tmp_path / 'f.txt' and not c.nonrigid
 
+def test_protocol_specific_options_are_not_silently_ignored(tmp_path):
+    (tmp_path / 'kp.txt').write_text('1\n')
+    mk = lambda proto, **kw: EvalConfig(tmp_path, tmp_path, tmp_path / 'o', protocol=proto,
+                                        **({'keypoints': tmp_path / 'kp.txt'} if proto == 'realy' else {}), **kw)
+    for proto in ('mesh', 'now', 'realy'):
+        with pytest.raises(InputError, match=r'`space` \(--multiface-space\) is only used by --protocol multiface'): mk(proto, space='world')
+        with pytest.raises(InputError, match=r'`temporal` \(--no-temporal\) is only used by --protocol multiface'): mk(proto, temporal=False)
+    for proto in ('mesh', 'multiface', 'realy'):
+        with pytest.raises(InputError, match=r'`metrical` \(--metrical\) is only used by --protocol now'): mk(proto, metrical=True)
+    for proto in ('now', 'realy'):
+        with pytest.raises(InputError, match=r'`regions` \(--regions\) is only used by --protocol mesh or multiface'): mk(proto, regions=tmp_path / 'r.npz')
+    mk('multiface', space='world', temporal=False, regions=tmp_path / 'r.npz'); mk('now', metrical=True); mk('mesh', regions=tmp_path / 'r.npz')
+
 def test_on_missing_fail_lists_at_most_20(tmp_path):
     v, f = sphere_mesh(4, 8, dtype=torch.float64)
     (tmp_path / 'gt').mkdir(); (tmp_path / 'pred').mkdir()

@@ -63,15 +63,17 @@ class EvalConfig:
         if self.frame_step is not None and (isinstance(self.frame_step, bool) or not isinstance(self.frame_step, (int, np.integer)) or self.frame_step < 1):
             raise InputError(f"`frame_step` (--frame-step) must be a positive integer or None, got {self.frame_step!r}")
         if self.space not in MULTIFACE_SPACES: raise InputError(f"`space` must be one of {MULTIFACE_SPACES}, got {self.space!r}")
-        only = {'multiface': {'subjects': None, 'sequences': None, 'topology': None, 'frame_step': None},
-                'realy': {'keypoints': None, 'scale_file': None, 'vertex_mask': None, 'nonrigid': True}}   # option: its default
+        # option: (protocols that read it, its default); any other protocol would silently ignore it
+        only = {'subjects': (('multiface',), None), 'sequences': (('multiface',), None), 'topology': (('multiface',), None),
+                'frame_step': (('multiface',), None), 'space': (('multiface',), 'head'), 'temporal': (('multiface',), True),
+                'keypoints': (('realy',), None), 'scale_file': (('realy',), None), 'vertex_mask': (('realy',), None),
+                'nonrigid': (('realy',), True), 'metrical': (('now',), False), 'regions': (('mesh', 'multiface'), None)}
         flags = {'topology': 'multiface-topology', 'frame_step': 'frame-step', 'keypoints': 'realy-keypoints', 'scale_file': 'realy-scale',
-                 'vertex_mask': 'realy-mask', 'nonrigid': 'realy-rigid-only'}
-        for proto, opts in only.items():
-            if self.protocol == proto: continue
-            for name, default in opts.items():
-                if getattr(self, name) != default:
-                    raise InputError(f"`{name}` (--{flags.get(name, name)}) is only used by --protocol {proto}, got protocol {self.protocol!r}")
+                 'vertex_mask': 'realy-mask', 'nonrigid': 'realy-rigid-only', 'space': 'multiface-space', 'temporal': 'no-temporal'}
+        for name, (protos, default) in only.items():
+            if self.protocol not in protos and getattr(self, name) != default:
+                raise InputError(f"`{name}` (--{flags.get(name, name)}) is only used by --protocol {' or '.join(protos)}, "
+                                 f"got protocol {self.protocol!r}")
         for name in ('subjects', 'sequences'):
             v = getattr(self, name)
             if v is not None:
