@@ -279,3 +279,27 @@ def test_command_line(w300, tmp_path):
     a = q.parse_args(['n2f', 'finetune'] + common + ['--steps', '3', '--stage', 'param'])
     assert a.n2f_command == 'finetune' and main_n2f_cli(a) == 0 and len(read_log(tmp_path / 'run' / 'log.csv')) == 3
     assert q.parse_args(['n2f', 'train', '--steps', '1']).n2f_command == 'train'
+
+def test_shared_train_config_and_best_on(head, w300, tmp_path):
+    "The fine-tuning run hands every shared field to the training loop (val_every, best_on, ...); config files load like TrainConfig's."
+    from facebench.n2f.real import train_config, load_finetune_config, finetune_config_to_dict
+    cfg = _cfg(w300, tmp_path / 'a', val_every=7, log_every=3, ckpt_every=5, best_on='nme', stop_after=2, grad_clip=1.5)
+    tc = train_config(cfg)
+    assert (tc.val_every, tc.log_every, tc.ckpt_every, tc.best_on, tc.stop_after, tc.grad_clip, tc.steps, tc.out_dir) == \
+           (7, 3, 5, 'nme', 2, 1.5, 10, str(tmp_path / 'a'))
+    assert tc.net == cfg.net and tc.synth.image_size == S
+    for name in ('c.json', 'c.yaml'):
+        p = tmp_path / name
+        p.write_text(json.dumps(finetune_config_to_dict(cfg)) if name.endswith('json') else __import__('yaml').safe_dump(finetune_config_to_dict(cfg)))
+        assert finetune_config_to_dict(load_finetune_config(p)) == finetune_config_to_dict(cfg)
+    (tmp_path / 'c.txt').write_text('{}')
+    with pytest.raises(InputError, match='.json, .yaml'): load_finetune_config(tmp_path / 'c.txt')
+    with pytest.raises(InputError, match='best_on must be one of'): _cfg(w300, tmp_path, best_on='loss')
+    # best_on='cd_mm' picks best.pt by the validation CD against the pseudo-GT
+    r = run_n2f_finetune(_cfg(w300, tmp_path / 'cd', steps=2, batch_size=2, val_items=1, val_every=1, best_on='cd_mm',
+                              fit=dict(coarse_steps=2, fine_steps=2)), model=head)
+    cds = [row['val_cd_mm'] for row in read_log(r.log_path)]
+    assert len(cds) == 2 and torch.load(r.best_path, weights_only=False)['best_val'] == min(cds)
+    # stage 2 against the estimator's maps has no pseudo-GT to score: best_on='cd_mm' is refused, not silently replaced
+    with pytest.raises(InputError, match="best_on='cd_mm' is not among the validation values"):
+        run_n2f_finetune(_cfg(w300, tmp_path / 'r', stage='render', steps=1, batch_size=2, val_items=1, val_every=1, best_on='cd_mm'), model=head)

@@ -167,3 +167,35 @@ def test_validation_metrics_and_best_on_cd(tmp_path):
     assert torch.allclose(s0['cd_mm'], torch.tensor(direct, dtype=torch.float64), atol=1e-5) and s0['nme'].isnan().all()
     with pytest.raises(InputError, match='best_on must be one of'): tiny(tmp_path, best_on='loss')
     with pytest.raises(InputError, match='needs val_metrics=True'): tiny(tmp_path, best_on='cd_mm', val_metrics=False)
+
+def test_validation_reuses_the_loss_forward_pass(tmp_path):
+    "compute_loss(..., output=True) returns the prediction `predict` makes (no second forward pass needed); bad metric inputs are errors."
+    from facebench.n2f.train import compute_loss, predict, prediction_metrics
+    from facebench.synth import fixed_set, SynthConfig
+    m = load_model('builtin', n_vertices=500, n_shape=8, n_expression=6)
+    b = fixed_set(m, SynthConfig(image_size=32, batch_size=2), 1, seed=5)[0]
+    torch.manual_seed(0)
+    net = N2FNet(m, N2FConfig(backbone='vit_tiny', image_size=32)).eval()
+    ref = predict(net, b, amp=False)
+    for stage in ('param', 'render', 'joint'):
+        with torch.no_grad(): L = compute_loss(net, m, b, tiny(tmp_path, stage=stage, amp=False), output=True)
+        for k in ('omega', 'shape', 'jaw6d', 'expression', 'camera_raw', 'camera_rotation', 'camera_translation', 'focal', 'principal'):
+            assert torch.allclose(getattr(L.output, k), getattr(ref, k), atol=1e-5), (stage, k)
+    assert compute_loss(net, m, b, tiny(tmp_path)).output is None
+    with pytest.raises(InputError, match=r"\['tail'\] are not regions"): prediction_metrics(m, ref, b.params, b.landmarks, 32, regions=('face', 'tail'))
+    with pytest.raises(InputError, match=r'must be \(B,68,2\).*\(2, 5, 2\)'): prediction_metrics(m, ref, b.params, b.landmarks[:, :5], 32)
+
+def test_net_config_from_checkpoint_and_dict_sections(tmp_path):
+    from facebench.n2f.train import net_config_from_checkpoint
+    m = load_model('builtin', n_vertices=500, n_shape=8, n_expression=6)
+    cfg = tiny(tmp_path, net={'backbone': 'vit_tiny', 'image_size': 32, 'pretrained': 'somewhere', 'pooling': 'cls'})
+    net = N2FNet(m, N2FConfig(backbone='vit_tiny', image_size=32, pooling='cls'))
+    ck = load_checkpoint(save_checkpoint(tmp_path / 'a.pt', net, config=cfg))
+    nc = net_config_from_checkpoint(ck)
+    assert (nc.backbone, nc.image_size, nc.pooling, nc.pretrained, nc.allow_download) == ('vit_tiny', 32, 'cls', None, False)
+    with pytest.raises(InputError, match='b.pt has no network config'):
+        net_config_from_checkpoint(load_checkpoint(save_checkpoint(tmp_path / 'b.pt', net)), str(tmp_path / 'b.pt'))
+    # sections given as dicts to the constructor become their dataclasses; unknown nested keys are named
+    c = TrainConfig(net={'backbone': 'vit_tiny', 'image_size': 32}, synth={'image_size': 32, 'corruption': {'noise_std': 0.1}})
+    assert isinstance(c.net, N2FConfig) and c.synth.corruption.noise_std == 0.1
+    with pytest.raises(InputError, match=r"\['synth.corruption.noise'\]"): TrainConfig(synth={'corruption': {'noise': 1}})

@@ -41,6 +41,7 @@ class LossTerms:
     "A weighted loss and its unweighted parts (floats, for logging)."
     total: Tensor
     parts: dict = field(default_factory=dict)
+    output: N2FOutput|None = None   # the decoded prediction (float32), when `facebench.n2f.train.compute_loss` is asked for it
 
 # %% ../../nbs/22_n2f_losses.ipynb #640cd7ad
 def omega_target(params: Params,          # ground-truth model parameters (jaw axis-angle)

@@ -5,32 +5,32 @@
 # %% ../../nbs/25_n2f_real.ipynb #38fee9bd
 from __future__ import annotations
 import argparse, csv, io, json, math, os, time, typing
-from dataclasses import dataclass, field, asdict, fields, is_dataclass
+from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from ..core import InputError, check_tensor, default_device
+from ..core import InputError, check_tensor, default_device, dataclass_from_dict
 from ..metrics.datasets import (DatasetError, IMAGE_SUFFIXES, LANDMARK_SUFFIXES, read_landmarks, read_image,
                                         load_landmark_folder)
 from ..models.base import MorphableModel, Params
 from ..models.load import load_model
 from ..render.cameras import PerspectiveCamera, deca_crop_box, crop_camera, crop_images
-from ..render.render import render, save_normal_map, load_normal_map, rgb_to_normal, normal_to_rgb
+from ..render.render import render, save_normal_map, rgb_to_normal, _FLIP
+from ..io import _atomic_write, write_png
 from ..synth import SynthConfig
 from .model import N2FNet, N2FConfig, N2FOutput, ParamLayout, check_normal_map
 from .losses import ParamLossWeights, RenderLossWeights, LossTerms, render_face, face_indicator
 from .fit import FitConfig, fit
-from .train import (TrainConfig, compute_loss, param_groups, set_trainable, lr_factor, save_checkpoint, open_run, write_log,
-                                 load_checkpoint, evaluate, read_log, plot_log)
+from .train import (TrainConfig, BEST_ON, open_run, config_to_dict, _read_config_file, _dict_sections, _train_loop)
 
 # %% auto #0
-__all__ = ['LAYOUTS', 'SPACES', 'PSEUDO_GT_FORMAT', 'FT_STAGES', 'RENDER_TARGETS', 'RealItem', 'load_300w', 'load_celebahq',
-           'load_real_items', 'NormalSource', 'MaskSource', 'RealBatch', 'RealFaces', 'collate_real',
-           'write_synthetic_folder', 'read_pseudo_gt', 'PseudoGTReport', 'make_pseudo_gt', 'precompute_normals',
-           'RealDataConfig', 'FinetuneConfig', 'finetune_config_from_dict', 'finetune_config_to_dict',
+__all__ = ['LAYOUTS', 'SPACES', 'PSEUDO_GT_FORMAT', 'FT_STAGES', 'RENDER_TARGETS', 'finetune_config_to_dict', 'RealItem',
+           'load_300w', 'load_celebahq', 'load_real_items', 'NormalSource', 'MaskSource', 'RealBatch', 'RealFaces',
+           'collate_real', 'write_synthetic_folder', 'read_pseudo_gt', 'PseudoGTReport', 'make_pseudo_gt',
+           'precompute_normals', 'RealDataConfig', 'FinetuneConfig', 'finetune_config_from_dict',
            'load_finetune_config', 'train_config', 'step_indices', 'FinetuneResult', 'run_n2f_finetune',
            'add_finetune_parser', 'add_n2f_cli_parser', 'main_n2f_cli', 'config_from_args', 'main_n2f_real']
 
@@ -157,19 +157,18 @@ class NormalSource:
     def load(self, key: str, image_hw: tuple, box: Tensor, S: int) -> tuple:
         "(normals (3,S,S) unit OpenCV camera frame, 0 off the face; foreground (1,S,S)) of image `key`, cropped."
         p = _find_file(self.directory, key, self.format, ('.png', '.npy'))
-        flip = torch.tensor([1., -1., -1.] if self.convention == 'opengl' else [1., 1., 1.], dtype=torch.float64)
         if p.suffix == '.png':
             from PIL import Image
             im = Image.open(p)
             if len(im.getbands()) != 3: raise InputError(f"{p}: a normal-map PNG must be RGB ((n+1)/2), found {len(im.getbands())} channel(s) (mode {im.mode})")
             raw = torch.as_tensor(np.asarray(im.convert('RGB'), dtype=np.float64) / 255).permute(2, 0, 1)
-            fg = (raw > 0).any(0, keepdim=True)
+            fg = (raw > 0).any(0, keepdim=True)    # black: background (as `load_normal_map`)
             check_normal_map((2 * raw - 1)[None] * fg, str(p), fg[None].double())   # the encoded vectors must be unit
-            n, fg = load_normal_map(p, self.convention, torch.float64)
+            n = rgb_to_normal(raw[None], self.convention)[0] * fg
         else:
             raw = torch.as_tensor(_np_image(np.load(p, allow_pickle=False), p, 3))
             check_normal_map(raw[None], str(p))
-            n = raw * flip[:, None, None]
+            n = raw * raw.new_tensor(_FLIP[self.convention])[:, None, None]
             fg = n.norm(dim=0, keepdim=True) > 0.5
         n = _to_crop(torch.cat([n, fg.double()]), p, self.space, image_hw, box, S)
         fg = n[3:] > 0.5
@@ -391,20 +390,13 @@ def write_synthetic_folder(root, model: MorphableModel, n: int = 4,
         nd.mkdir(parents=True, exist_ok=True); md.mkdir(parents=True, exist_ok=True)
         nrm = r.normal[i].detach().cpu()
         if normal_format == 'png': save_normal_map(nd / (stem + '.png'), nrm, r.mask[i].cpu() > 0.5)
-        else: np.save(nd / (stem + '.npy'), (nrm * torch.tensor([1., -1., -1.])[:, None, None] * (r.mask[i].cpu() > 0.5)).permute(1, 2, 0).numpy().astype(np.float32))
+        else: np.save(nd / (stem + '.npy'), (nrm * nrm.new_tensor(_FLIP['opengl'])[:, None, None] * (r.mask[i].cpu() > 0.5)).permute(1, 2, 0).numpy().astype(np.float32))
         Image.fromarray((face[i, 0].cpu().numpy() * 255).astype(np.uint8)).save(md / (stem + '.png'))
         keys.append(key)
     return dict(params=p, camera=cam, keys=keys, landmarks=r.landmarks.detach(), root=root, normals=base / 'normals', masks=base / 'masks')
 
 # %% ../../nbs/25_n2f_real.ipynb #7b233890
 PSEUDO_GT_FORMAT = 'facebench-pseudo-gt-1'
-
-def _atomic_savez(path: Path, **arrays) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'wb') as f: np.savez(f, **arrays)
-    os.replace(tmp, path)
-    return path
 
 def read_pseudo_gt(path) -> dict:
     "A pseudo-GT `.npz` as numpy arrays plus 'layout' (dict) and 'image_size' (int)."
@@ -468,11 +460,14 @@ def make_pseudo_gt(dataset: RealFaces, model: MorphableModel, directory,
                 d2 = ((rf.landmarks - b.landmarks) * 2 / dataset.S).pow(2).sum(-1).mean(-1)   # per-image landmark term
             for j, i in enumerate(idx):
                 c = lambda x: x[j].detach().cpu().double().numpy()
-                _atomic_savez(_pseudo_path(directory, dataset.items[i].key), format=np.array(PSEUDO_GT_FORMAT),
-                              layout=np.array(json.dumps(asdict(lay))), image_size=np.array(dataset.S), key=np.array(dataset.items[i].key),
-                              shape=c(o.shape), jaw6d=c(o.jaw6d), expression=c(o.expression), eyelids=c(o.eyelids),
-                              camera_raw=c(o.camera_raw), R=c(o.camera_rotation), t=c(o.camera_translation), focal=c(o.focal),
-                              principal=c(o.principal), box=c(b.box), loss=np.array(float(d2[j])))
+                buf, path = io.BytesIO(), _pseudo_path(directory, dataset.items[i].key)
+                np.savez(buf, format=np.array(PSEUDO_GT_FORMAT),
+                         layout=np.array(json.dumps(asdict(lay))), image_size=np.array(dataset.S), key=np.array(dataset.items[i].key),
+                         shape=c(o.shape), jaw6d=c(o.jaw6d), expression=c(o.expression), eyelids=c(o.eyelids),
+                         camera_raw=c(o.camera_raw), R=c(o.camera_rotation), t=c(o.camera_translation), focal=c(o.focal),
+                         principal=c(o.principal), box=c(b.box), loss=np.array(float(d2[j])))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _atomic_write(path, buf.getvalue())
                 written.append(dataset.items[i].key)
             if bar is not None: bar.update(len(idx))
         if bar is not None: bar.close()
@@ -481,12 +476,6 @@ def make_pseudo_gt(dataset: RealFaces, model: MorphableModel, directory,
     return PseudoGTReport(written, skipped, len(todo) - n_do, time.time() - t0, directory)
 
 # %% ../../nbs/25_n2f_real.ipynb #cc9a3102
-def _png_bytes(arr: np.ndarray) -> bytes:
-    "(H,W) or (H,W,3) uint8 -> PNG file content."
-    from PIL import Image
-    buf = io.BytesIO(); Image.fromarray(arr).save(buf, format='PNG')
-    return buf.getvalue()
-
 def precompute_normals(dataset: RealFaces, estimator: Callable, directory, format: str = 'png',
                        masks: Callable|None = None,     # also store an estimated face mask in `mask_directory`
                        mask_directory=None, batch_size: int = 8, device=None, overwrite: bool = False, progress: bool = True) -> list:
@@ -512,20 +501,17 @@ def precompute_normals(dataset: RealFaces, estimator: Callable, directory, forma
             for j, i in enumerate(idx):
                 key = dataset.items[i].key
                 p = directory / f'{key}.{format}'; p.parent.mkdir(parents=True, exist_ok=True)
-                tmp = p.with_name(p.name + '.tmp')
                 nj = n[j].detach().cpu().float()
                 fg = nj.norm(dim=0, keepdim=True) > 0.5
-                if format == 'png':
-                    rgb = normal_to_rgb(nj[None], fg[None].float())[0].clamp(0, 1)
-                    tmp.write_bytes(_png_bytes((rgb.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)))
+                if format == 'png': save_normal_map(p, nj, fg)     # atomic
                 else:
-                    with open(tmp, 'wb') as f: np.save(f, (nj * torch.tensor([1., -1., -1.])[:, None, None] * fg).permute(1, 2, 0).numpy())
-                os.replace(tmp, p); paths.append(p)
+                    buf = io.BytesIO()
+                    np.save(buf, (nj * nj.new_tensor(_FLIP['opengl'])[:, None, None] * fg).permute(1, 2, 0).numpy())
+                    _atomic_write(p, buf.getvalue())
+                paths.append(p)
                 if m is not None:
-                    from PIL import Image
                     mp_ = Path(mask_directory) / f'{key}.png'; mp_.parent.mkdir(parents=True, exist_ok=True)
-                    tmpm = mp_.with_name(mp_.name + '.tmp')
-                    tmpm.write_bytes(_png_bytes((m[j, 0].cpu().float().numpy() * 255 + 0.5).astype(np.uint8))); os.replace(tmpm, mp_)
+                    write_png(mp_, (m[j, 0].cpu().float().numpy() * 255 + 0.5).astype(np.uint8))
     finally:
         dataset.normals, dataset.masks, dataset.pseudo_gt = keep
     return paths
@@ -592,6 +578,7 @@ class FinetuneConfig:
     grad_clip: float|None = None
     val_items: int = 0                   # images held out (seeded) for validation / the best checkpoint; 0: none
     val_every: int = 1000
+    best_on: str = 'total'               # validation value that picks best.pt, as TrainConfig.best_on ('cd_mm', 'nme': on pseudo-GT)
     log_every: int = 50
     ckpt_every: int = 1000
     out_dir: str = 'runs/n2f_real'
@@ -603,12 +590,11 @@ class FinetuneConfig:
     progress: bool = True
     num_workers: int = 0                 # DataLoader workers reading the images
     def __post_init__(self):
-        for k, cls in _SECTIONS.items():
-            v = getattr(self, k)
-            if isinstance(v, dict): setattr(self, k, _from_dict(cls, v, k))
+        _dict_sections(self)
         if self.stage not in FT_STAGES: raise InputError(f"FinetuneConfig.stage must be one of {FT_STAGES}, got {self.stage!r}")
         if self.render_targets not in RENDER_TARGETS:
             raise InputError(f"FinetuneConfig.render_targets must be one of {RENDER_TARGETS}, got {self.render_targets!r}")
+        if self.best_on not in BEST_ON: raise InputError(f"FinetuneConfig.best_on must be one of {BEST_ON}, got {self.best_on!r}")
         for k in ('steps', 'batch_size', 'val_every', 'log_every', 'ckpt_every'):
             v = getattr(self, k)
             if not isinstance(v, int) or v <= 0: raise InputError(f"FinetuneConfig.{k} must be a positive int, got {v!r}")
@@ -618,48 +604,21 @@ class FinetuneConfig:
     def needs_pseudo_gt(self) -> bool: return self.stage == 'param' or self.render_targets == 'fit'
     def pseudo_dir(self) -> Path: return Path(self.pseudo_gt_dir) if self.pseudo_gt_dir else Path(self.out_dir) / 'pseudo_gt'
 
-_SECTIONS = {'data': RealDataConfig, 'net': N2FConfig, 'fit': FitConfig, 'param_weights': ParamLossWeights, 'render_weights': RenderLossWeights}
-
-def _from_dict(cls, d, where: str = ''):
-    "Build dataclass `cls` from a nested dict; unknown keys raise `InputError` naming them."
-    if not isinstance(d, dict): raise InputError(f"config section {where or cls.__name__!r} must be a mapping, got {type(d).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown: raise InputError(f"unknown config key(s) {[f'{where}.{k}' if where else k for k in unknown]}; known: {sorted(known)}")
-    hints = typing.get_type_hints(cls)
-    kw = {}
-    for k, v in d.items():
-        h = hints.get(k)
-        kw[k] = _from_dict(h, v, f'{where}.{k}' if where else k) if isinstance(v, dict) and is_dataclass(h) else v
-    return cls(**kw)
-
 def finetune_config_from_dict(d: dict) -> FinetuneConfig:
     "A `FinetuneConfig` from a nested dict (parsed JSON/YAML); unknown keys are errors."
-    return _from_dict(FinetuneConfig, d)
+    return dataclass_from_dict(FinetuneConfig, d)
 
-def finetune_config_to_dict(config: FinetuneConfig) -> dict:
-    return json.loads(json.dumps(asdict(config)))
+finetune_config_to_dict = config_to_dict   # the config as plain JSON-able data
 
 def load_finetune_config(path) -> FinetuneConfig:
     "Read a JSON/YAML file holding (part of) a `FinetuneConfig`."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"config file {path} does not exist")
-    if path.suffix in ('.yaml', '.yml'):
-        import yaml
-        d = yaml.safe_load(path.read_text()) or {}
-    elif path.suffix == '.json': d = json.loads(path.read_text())
-    else: raise InputError(f"config file {path} must end in .json, .yaml or .yml")
-    return finetune_config_from_dict(d)
+    return finetune_config_from_dict(_read_config_file(path))
 
 def train_config(config: FinetuneConfig) -> TrainConfig:
-    "The `TrainConfig` that `compute_loss` / `param_groups` of `facebench.n2f.train` read for this fine-tuning run."
-    return TrainConfig(model=config.model, n_shape=config.n_shape, n_expression=config.n_expression, n_vertices=config.n_vertices,
-                       stage=config.stage, init_from=config.init_from, synth=SynthConfig(image_size=config.net.image_size),
-                       net=config.net, param_weights=config.param_weights, render_weights=config.render_weights, steps=config.steps,
-                       batch_size=config.batch_size, lr_backbone=config.lr_backbone, lr_patch_embed=config.lr_patch_embed,
-                       lr_flame=config.lr_flame, lr_camera=config.lr_camera, warmup_steps=config.warmup_steps,
-                       min_lr_ratio=config.min_lr_ratio, grad_clip=config.grad_clip, out_dir=config.out_dir, seed=config.seed,
-                       device=config.device, amp=config.amp, progress=False)
+    """The `TrainConfig` that `compute_loss`, `param_groups` and the training loop of `facebench.n2f.train` read for this
+    fine-tuning run: every field the two configs share, and synthetic data of the network's image size (unused)."""
+    shared = {f.name for f in fields(TrainConfig)} & {f.name for f in fields(FinetuneConfig)}
+    return TrainConfig(synth=SynthConfig(image_size=config.net.image_size), **{k: getattr(config, k) for k in shared})
 
 # %% ../../nbs/25_n2f_real.ipynb #e87fd0b3
 def step_indices(step: int, n: int, batch_size: int, seed: int) -> list:
@@ -747,45 +706,20 @@ def run_n2f_finetune(config: FinetuneConfig,
     indicator = face_indicator(model, config.fit.face_regions)
     val = [_prepare(collate_real([ds[i] for i in val_idx[s:s + config.batch_size]]), config, model, normals, masks, dev)
            for s in range(0, len(val_idx), config.batch_size)]
-    log_path, rows, last_val = out / 'log.csv', [], None
-    write_log(log_path, [], keep_until=step)
     end = config.steps if config.stop_after is None else min(config.steps, step + config.stop_after)
     loader = torch.utils.data.DataLoader(ds, batch_sampler=_StepBatches(len(train_idx), config.batch_size, config.seed, step, end, train_idx),
                                          collate_fn=collate_real, num_workers=config.num_workers)
-    bar = None
-    if config.progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=config.steps, initial=step, desc=f'n2f real {config.stage}', leave=False)
+    batches = None
+    def batch_at(s: int) -> RealBatch:
+        nonlocal batches
+        if batches is None: batches = iter(loader)   # yields the batches of steps step..end-1 in order
+        b = _prepare(next(batches), config, model, normals, masks, dev)
+        torch.manual_seed(config.seed * 1_000_003 + s + 1)
+        return b
     extra = dict(stage=config.stage, finetune=finetune_config_to_dict(config))
-    net.train()
-    for batch in loader:
-        f = lr_factor(step, config.warmup_steps, config.steps, config.min_lr_ratio)
-        for g in opt.param_groups: g['lr'] = g['initial_lr'] * f
-        b = _prepare(batch, config, model, normals, masks, dev)
-        torch.manual_seed(config.seed * 1_000_003 + step + 1)
-        L = compute_loss(net, model, b, tc, indicator)
-        opt.zero_grad(set_to_none=True)
-        L.total.backward()
-        if config.grad_clip: torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g['params']], config.grad_clip)
-        opt.step()
-        step += 1
-        row = dict(step=step, loss=float(L.total.detach()), lr_factor=f, **L.parts)
-        if val and (step % config.val_every == 0 or step == config.steps):
-            v = evaluate(net, model, val, tc, indicator)
-            last_val = v['total']
-            row.update({f'val_{k}': x for k, x in v.items()})
-            if last_val < best_val:
-                best_val = last_val
-                save_checkpoint(best, net, None, step, best_val, tc, extra)
-        rows.append(row)
-        if step % config.ckpt_every == 0 or step == end:
-            save_checkpoint(last, net, opt, step, best_val, tc, extra)
-            write_log(log_path, [r for r in rows], keep_until=step - len(rows))
-        if bar is not None: bar.update(1); bar.set_postfix(loss=f"{row['loss']:.4g}")
-    if bar is not None: bar.close()
-    write_log(log_path, rows, keep_until=step - len(rows))
-    try: plot_log(log_path).savefig(out / 'loss.png', dpi=100)
-    except Exception: pass
+    step, best_val, last_val, rows = _train_loop(net, opt, model, tc, step, best_val, batch_at, val, indicator, out,
+                                                 f'n2f real {config.stage}', extra)
+    log_path = out / 'log.csv'
     return FinetuneResult(step, best_val, last_val, out, best if best.exists() else None, last, log_path, rows, time.time() - t0, report, net)
 
 # %% ../../nbs/25_n2f_real.ipynb #d79c99cf

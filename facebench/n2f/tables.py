@@ -16,7 +16,7 @@ from ..models.load import load_model
 from ..synth import SynthConfig, SyntheticFaces, SynthBatch, fixed_set
 from .model import N2FNet, N2FConfig, N2FOutput, decode_camera, INPUT_CHANNELS
 from .train import (TrainConfig, TrainResult, run_n2f_train, load_checkpoint, predict, prediction_metrics,
-                                 config_from_dict, _autocast)
+                                 config_from_dict, net_config_from_checkpoint, _autocast)
 from .fit import FitConfig, fit
 from ..metrics.speed import measure_speed, markdown_table, SpeedResult
 
@@ -35,7 +35,8 @@ class TableConfig:
     batch_size: int = 16
     seed: int = 2_000_003              # test stream seed (training streams use TrainConfig.seed, validation 1_000_003)
     synth: SynthConfig|None = None     # test data; None: the training config's (same image size and corruptions)
-    regions: tuple = ('face', 'eyes', 'nose', 'mouth', 'ears')   # per-region CD/MNE/CR (those the model has)
+    regions: tuple = ('face', 'eyes', 'nose', 'mouth', 'ears')   # per-region CD/MNE/CR (the default: those of them the model has;
+                                                                 # regions set explicitly must all be the model's)
     cr_threshold_mm: float = 2.0
     speed_batch_sizes: tuple = (1,)    # FPS measured at these batch sizes (first one in the table); () = not timed
     speed_warmup: int = 2
@@ -85,11 +86,7 @@ def regressor_method(net: N2FNet, name: str = 'N2FNet', amp: bool = True) -> Met
 
 def checkpoint_method(path, model: MorphableModel, name: str|None = None, amp: bool = True) -> Method:
     "A `regressor_method` for the network saved in a training checkpoint (its config rebuilds the architecture)."
-    ck = load_checkpoint(path)
-    cfg = ck.get('config') or {}
-    if 'net' not in cfg: raise InputError(f"checkpoint {path} has no network config: write it with `save_checkpoint(..., config=...)`")
-    netcfg = {**cfg['net'], 'pretrained': None, 'allow_download': False}   # the checkpoint holds the weights
-    net = N2FNet(model, config_from_dict({'net': netcfg, 'synth': {'image_size': netcfg.get('image_size', 256)}}).net)
+    net = N2FNet(model, net_config_from_checkpoint(load_checkpoint(path), f'checkpoint {path}'))
     load_checkpoint(path, net)
     return regressor_method(net.to(model.device), name or Path(path).parent.name, amp)
 
@@ -190,6 +187,8 @@ def evaluate_methods(methods: list,                 # Method
     if s is None: raise InputError("no SynthConfig for the test set: set TableConfig.synth or pass `synth`")
     batches = heldout_set(model, config, s) if batches is None else batches
     S = batches[0].normal.shape[-1]
+    regions = config.regions
+    if regions == TableConfig.regions: regions = tuple(r for r in regions if r in model.regions)   # the default: those the model has
     rows = []
     for m in methods:
         t0, outs, scores = time.perf_counter(), [], []
@@ -197,7 +196,7 @@ def evaluate_methods(methods: list,                 # Method
             with torch.enable_grad() if m.grad else torch.no_grad():
                 out = m.predict(b)
             outs.append(out)
-            scores.append(prediction_metrics(model, out, b.params, b.landmarks, S, config.regions, config.cr_threshold_mm))
+            scores.append(prediction_metrics(model, out, b.params, b.landmarks, S, regions, config.cr_threshold_mm))
         secs = time.perf_counter() - t0
         per = {k: torch.cat([x[k] for x in scores]) for k in scores[0]}
         speed = m.speed(batches[0], config.speed_batch_sizes, config) if (m.speed is not None and config.speed_batch_sizes) else []
@@ -231,16 +230,12 @@ def case_images(table: Table, model: MorphableModel, method: str, indices: list)
         out1 = N2FOutput(**{k: (v[i:i + 1].to(**kw) if isinstance(v, Tensor) else v) for k, v in o.__dict__.items()})
         mesh = model.from_params(out1.params())
         own = render(mesh, out1.camera(S), ('normal', 'mask'))
-        gtc = render(mesh, _slice_camera(b.camera, j), ('normal', 'mask'))
+        gtc = render(mesh, b.camera[j], ('normal', 'mask'))
         for img, ttl in ((normal_to_rgb(b.normal[j], b.mask[j]), f'#{i} GT'),
                          (normal_to_rgb(own.normal, own.mask), f'{method}: own camera'),
                          (normal_to_rgb(gtc.normal, gtc.mask), f'CD {float(row.per_sample["cd_mm"][i]):.2f} mm (GT camera)')):
             ims.append(img[0].detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()); titles.append(ttl)
     return ims, titles
-
-def _slice_camera(cam, j: slice):
-    from facebench.render.cameras import PerspectiveCamera
-    return PerspectiveCamera(cam.R[j], cam.t[j], cam.focal[j], cam.principal[j], cam.image_size)
 
 def best_worst(table: Table, method: str, k: int = 2, metric: str = 'cd_mm') -> tuple:
     "(best k, worst k) test-sample indices of a row by a per-sample metric (lower is better)."
@@ -446,10 +441,7 @@ class FinetuneHook:
     def __call__(self, checkpoint, config: AblationConfig, model: MorphableModel) -> Path:
         "Stage 1 (L_param on pseudo-GT) from `checkpoint`, then stage 2 (L_render, camera only); the stage-2 best (else last) checkpoint."
         ck = load_checkpoint(checkpoint)
-        net_d = (ck.get('config') or {}).get('net')
-        if net_d is None: raise InputError(f"checkpoint {checkpoint} has no network config: write it with `save_checkpoint(..., config=...)`")
-        net = config_from_dict({'net': {**net_d, 'pretrained': None, 'allow_download': False},
-                                'synth': {'image_size': net_d.get('image_size', 256)}}).net
+        net = net_config_from_checkpoint(ck, f'checkpoint {checkpoint}')
         ft, c = self.finetune, config.train
         if ft.data.image_size != net.image_size:
             raise InputError(f"finetune.data.image_size={ft.data.image_size} but checkpoint {checkpoint} takes {net.image_size}px crops")

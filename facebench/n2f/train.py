@@ -4,12 +4,13 @@
 
 # %% ../../nbs/23_n2f_train.ipynb #af3b1702
 from __future__ import annotations
-import csv, json, math, os, time, dataclasses
+import csv, json, math, os, time, typing, dataclasses
 from dataclasses import dataclass, field, asdict, fields, is_dataclass
 from pathlib import Path
+from typing import Callable
 import torch
 from torch import nn, Tensor
-from ..core import InputError, default_device
+from ..core import InputError, default_device, dataclass_from_dict
 from ..models.base import ModelData, MorphableModel, Params
 from ..models.builtin import builtin_head
 from ..models.load import load_model
@@ -21,8 +22,8 @@ from .losses import (ParamLossWeights, RenderLossWeights, LossTerms, omega_targe
 # %% auto #0
 __all__ = ['STAGES', 'BEST_ON', 'TrainConfig', 'config_from_dict', 'config_to_dict', 'load_train_config', 'save_train_config',
            'param_groups', 'set_trainable', 'lr_factor', 'compute_loss', 'save_checkpoint', 'load_checkpoint',
-           'TrainResult', 'predict', 'prediction_metrics', 'evaluate', 'write_log', 'open_run', 'run_n2f_train',
-           'read_log', 'plot_log', 'add_n2f_parser', 'main_n2f']
+           'net_config_from_checkpoint', 'TrainResult', 'predict', 'prediction_metrics', 'evaluate', 'write_log',
+           'open_run', 'run_n2f_train', 'read_log', 'plot_log', 'add_n2f_parser', 'main_n2f']
 
 # %% ../../nbs/23_n2f_train.ipynb #44df3938
 STAGES = ('param', 'render', 'joint')
@@ -67,9 +68,7 @@ class TrainConfig:
     progress: bool = True              # tqdm bar
 
     def __post_init__(self):
-        for k, cls in (('synth', SynthConfig), ('net', N2FConfig), ('param_weights', ParamLossWeights), ('render_weights', RenderLossWeights)):
-            v = getattr(self, k)
-            if isinstance(v, dict): setattr(self, k, _from_dict(cls, v, k))
+        _dict_sections(self)
         if self.stage not in STAGES: raise InputError(f"TrainConfig.stage must be one of {STAGES}, got {self.stage!r}")
         if self.best_on not in BEST_ON: raise InputError(f"TrainConfig.best_on must be one of {BEST_ON}, got {self.best_on!r}")
         if self.best_on != 'total' and not self.val_metrics:
@@ -80,38 +79,34 @@ class TrainConfig:
         if self.synth.image_size != self.net.image_size:
             raise InputError(f"synth.image_size={self.synth.image_size} but net.image_size={self.net.image_size}: they must agree")
 
-def _from_dict(cls, d: dict, where: str = ''):
-    "Build dataclass `cls` from a dict, recursively; unknown keys raise `InputError` naming them."
-    if not isinstance(d, dict): raise InputError(f"config section {where or cls.__name__!r} must be a mapping, got {type(d).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(d) - set(known))
-    if unknown: raise InputError(f"unknown config key(s) {[f'{where}.{k}' if where else k for k in unknown]}; known: {sorted(known)}")
-    kw = {}
-    for k, v in d.items():
-        sub = {'synth': SynthConfig, 'net': N2FConfig, 'param_weights': ParamLossWeights, 'render_weights': RenderLossWeights,
-               'corruption': Corruption}.get(k)
-        kw[k] = _from_dict(sub, v, f'{where}.{k}' if where else k) if sub is not None and isinstance(v, dict) else v
-    return cls(**kw)
+def _dict_sections(config):
+    "Turn the dataclass-typed fields of `config` that hold a dict into their dataclass (`dataclass_from_dict`), in place."
+    hints = typing.get_type_hints(type(config))
+    for f in fields(config):
+        v, h = getattr(config, f.name), hints.get(f.name)
+        if isinstance(v, dict) and is_dataclass(h): setattr(config, f.name, dataclass_from_dict(h, v, f.name))
 
 def config_from_dict(d: dict) -> TrainConfig:
-    "A `TrainConfig` from a (nested) dict, e.g. parsed JSON/YAML."
-    return _from_dict(TrainConfig, d)
+    "A `TrainConfig` from a (nested) dict, e.g. parsed JSON/YAML; unknown keys are errors."
+    return dataclass_from_dict(TrainConfig, d)
 
-def config_to_dict(config: TrainConfig) -> dict:
-    "The config as plain JSON-able data (tuples as lists)."
+def config_to_dict(config) -> dict:
+    "A config dataclass (`TrainConfig`, `FinetuneConfig`, ...) as plain JSON-able data (tuples as lists)."
     return json.loads(json.dumps(asdict(config)))
+
+def _read_config_file(path) -> dict:
+    "The mapping in a JSON (.json) or YAML (.yaml/.yml) config file."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"config file {path} does not exist")
+    if path.suffix in ('.yaml', '.yml'):
+        import yaml
+        return yaml.safe_load(path.read_text()) or {}
+    if path.suffix == '.json': return json.loads(path.read_text())
+    raise InputError(f"config file {path} must end in .json, .yaml or .yml")
 
 def load_train_config(path) -> TrainConfig:
     "Read a JSON (.json) or YAML (.yaml/.yml) file holding (part of) a `TrainConfig`."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"config file {path} does not exist")
-    text = path.read_text()
-    if path.suffix in ('.yaml', '.yml'):
-        import yaml
-        d = yaml.safe_load(text) or {}
-    elif path.suffix == '.json': d = json.loads(text)
-    else: raise InputError(f"config file {path} must end in .json, .yaml or .yml")
-    return config_from_dict(d)
+    return config_from_dict(_read_config_file(path))
 
 def save_train_config(config: TrainConfig, path) -> Path:
     path = Path(path)
@@ -154,7 +149,9 @@ def _autocast(device: torch.device, amp: bool):
     import contextlib
     return contextlib.nullcontext()
 
-def compute_loss(net: N2FNet, model: MorphableModel, batch, config: TrainConfig, indicator: Tensor|None = None) -> LossTerms:
+def compute_loss(net: N2FNet, model: MorphableModel, batch, config: TrainConfig, indicator: Tensor|None = None,
+                 output: bool = False,   # also decode the prediction (`LossTerms.output`, float32, detached): validation scores it
+                ) -> LossTerms:
     "The stage's loss on a `SynthBatch` (see above)."
     stage, dev = config.stage, batch.normal.device
     x = make_input(net.config.input, batch.input_normal, batch.input_face_mask, batch.uv)
@@ -168,17 +165,17 @@ def compute_loss(net: N2FNet, model: MorphableModel, batch, config: TrainConfig,
         else:
             T, cls = net.tokens(x)
             omega = net.flame_module(T, cls)
-            cam_raw = net.camera_module(T, cls) if stage == 'joint' else None
+            cam_raw = net.camera_module(T, cls) if stage == 'joint' or output else None
     if stage in ('param', 'joint'):
         target = omega_target(batch.params, net.layout, batch.jaw6d)
         lp = param_loss(omega.float(), target, net.layout, config.param_weights)
         total, parts = total + lp.total, {**parts, **lp.parts}
+    out = _decode(net, omega.float(), cam_raw.float(), batch) if cam_raw is not None else None
     if stage in ('render', 'joint'):
-        out = _decode(net, omega.float(), cam_raw.float(), batch)
         rf = render_face(model, out.params(), out.camera(net.config.image_size), indicator=indicator)
         lr = render_loss(rf, batch.normal, batch.face_mask, batch.landmarks, config.render_weights)
         total, parts = total + lr.total, {**parts, **lr.parts}
-    return LossTerms(total, parts)
+    return LossTerms(total, parts, _float_output(out) if output else None)
 
 def _decode(net: N2FNet, omega: Tensor, cam_raw: Tensor, batch):
     "An `N2FOutput` from raw module outputs (what `N2FNet.forward` does after the backbone)."
@@ -223,6 +220,14 @@ def load_checkpoint(path, net: N2FNet|None = None, map_location='cpu') -> dict:
         net.load_state_dict(ck['net'])
     return ck
 
+def net_config_from_checkpoint(ck: dict,          # a checkpoint dict from `load_checkpoint`
+                               where: str = 'checkpoint',   # its name, for messages
+                              ) -> N2FConfig:
+    "The `N2FConfig` a checkpoint was trained with, with no pretrained weights to fetch (the checkpoint holds them)."
+    net_d = (ck.get('config') or {}).get('net')
+    if net_d is None: raise InputError(f"{where} has no network config: write it with `save_checkpoint(..., config=...)`")
+    return dataclass_from_dict(N2FConfig, {**net_d, 'pretrained': None, 'allow_download': False}, 'net')
+
 # %% ../../nbs/23_n2f_train.ipynb #21912eec
 @dataclass
 class TrainResult:
@@ -258,7 +263,7 @@ def prediction_metrics(model: MorphableModel,
                        out: N2FOutput,            # prediction of B samples (with a camera for the NME)
                        params: Params,            # ground truth (model parameters)
                        landmarks: Tensor|None,    # (B,68,2) ground-truth 2D landmarks (pixels of the crop)
-                       image_size: int|None = None,
+                       image_size: int,           # S: side of the square crop the camera projects into
                        regions=None,              # region names (of `model.regions`) for per-region CD/MNE/CR, or None
                        cr_threshold_mm: float = 2.0,
                       ) -> dict:                  # name -> (B,) float64 per-sample values
@@ -271,13 +276,16 @@ def prediction_metrics(model: MorphableModel,
     pv = po.vertices.detach()
     gv = model.from_params(params).vertices.detach()
     if pv.shape != gv.shape: raise InputError(f"prediction has vertices {tuple(pv.shape)}, ground truth {tuple(gv.shape)}")
-    reg = None if regions is None else {k: model.regions[k] for k in regions if k in model.regions}
+    if landmarks is not None and (landmarks.ndim != 3 or tuple(landmarks.shape[1:]) != (68, 2)):
+        raise InputError(f"`landmarks` must be (B,68,2) for the inter-ocular NME, found {tuple(landmarks.shape)}")
+    missing = [] if regions is None else [k for k in regions if k not in model.regions]
+    if missing: raise InputError(f"`regions` {missing} are not regions of model {model.name!r}; it has {sorted(model.regions)}")
+    reg = None if regions is None else {k: model.regions[k] for k in regions}
     rows = [mesh_metrics(pv[i], model.faces, gv[i], model.faces, units=model.units, regions=reg, cr_threshold_mm=cr_threshold_mm).row()
             for i in range(pv.shape[0])]
     res = {k: torch.tensor([r.get(k, float('nan')) for r in rows], dtype=torch.float64) for k in rows[0]}
-    if landmarks is not None and out.camera_rotation is not None and landmarks.shape[1] == 68:
-        S = image_size if image_size is not None else int(round(float(out.principal[0, 0]) * 2))
-        uv, _ = out.camera(S).project(po.landmarks.detach().to(out.camera_rotation))
+    if landmarks is not None and out.camera_rotation is not None:
+        uv, _ = out.camera(image_size).project(po.landmarks.detach().to(out.camera_rotation))
         res['nme'] = nme(uv.detach(), landmarks.detach().to(uv), 'inter_ocular').cpu()
     else:
         res['nme'] = torch.full((pv.shape[0],), float('nan'), dtype=torch.float64)
@@ -290,10 +298,11 @@ def evaluate(net: N2FNet, model: MorphableModel, batches: list, config: TrainCon
     was = net.training; net.eval()
     acc, scores = {}, []
     for b in batches:
-        L = compute_loss(net, model, b, config, indicator)
+        score = config.val_metrics and getattr(b, 'params', None) is not None and b.params.shape is not None
+        L = compute_loss(net, model, b, config, indicator, output=score)   # one forward pass: the loss and the prediction
         for k, v in {'total': float(L.total), **L.parts}.items(): acc[k] = acc.get(k, 0.0) + v / len(batches)
-        if getattr(config, 'val_metrics', False) and getattr(b, 'params', None) is not None and b.params.shape is not None:
-            m = prediction_metrics(model, predict(net, b, config.amp), b.params, b.landmarks, net.config.image_size)
+        if score:
+            m = prediction_metrics(model, L.output, b.params, b.landmarks, net.config.image_size)
             scores.append({k: m[k] for k in ('cd_mm', 'mne_rad', 'cr_2mm', 'nme')})
     if scores:
         for k in scores[0]: acc[k] = float(torch.cat([s[k] for s in scores]).nanmean())
@@ -339,33 +348,30 @@ def open_run(model: MorphableModel, config: TrainConfig, device, resume: bool = 
     opt.load_state_dict(ck['optimizer'])
     return net, opt, ck['step'], ck['best_val']
 
-def run_n2f_train(config: TrainConfig, model: MorphableModel|None = None) -> TrainResult:
-    "Train N2FNet as `config` says; returns where the checkpoints and the log are."
-    t0 = time.time()
-    rank, world = _dist()
-    dev = torch.device(config.device) if config.device else default_device()
-    if dev.type == 'cuda' and world > 1: dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', rank)))
-    model = load_model(config.model, config.n_shape, config.n_expression, device=dev, n_vertices=config.n_vertices) if model is None else model.to(dev)
-    out = Path(config.out_dir); out.mkdir(parents=True, exist_ok=True)
-    net, opt, step, best_val = open_run(model, config, dev, config.resume)
-    last, best = out / 'last.pt', out / 'best.pt'
-    synth = dataclasses.replace(config.synth, batch_size=config.batch_size)
-    stream = SyntheticFaces(model, synth, seed=config.seed, rank=rank, world_size=world)
-    val = fixed_set(model, synth, config.val_batches, seed=config.val_seed) if rank == 0 else []
-    indicator = face_indicator(model, synth.face_regions)
-    log_path, rows, last_val = out / 'log.csv', [], None
+def _train_loop(net: N2FNet, opt, model: MorphableModel, config: TrainConfig,
+                step: int, best_val: float,            # where this invocation starts (from `open_run`)
+                batch_at: Callable,                    # step -> the step's batch; it also reseeds torch's generator for the step
+                val: list,                             # fixed validation batches ([]: no validation, e.g. ranks > 0)
+                indicator: Tensor|None, out: Path,
+                desc: str = 'n2f',                     # progress-bar label
+                extra: dict|None = None,               # stored in every checkpoint
+                rank: int = 0, world: int = 1) -> tuple:
+    """The optimisation loop shared by synthetic training and real-data fine-tuning: lr schedule, step (gradient
+    all-reduce across ranks, optional clipping), validation on `val` choosing best.pt by `config.best_on`, last.pt
+    and the CSV log every `ckpt_every` steps, progress bar and loss plot. Returns (step, best_val, last_val, rows)."""
+    last, best, log_path = out / 'last.pt', out / 'best.pt', out / 'log.csv'
+    rows, last_val = [], None
     if rank == 0: write_log(log_path, [], keep_until=step)
     end = config.steps if config.stop_after is None else min(config.steps, step + config.stop_after)
     bar = None
     if config.progress and rank == 0:
         from tqdm.auto import tqdm
-        bar = tqdm(total=config.steps, initial=step, desc=f'n2f {config.stage}', leave=False)
+        bar = tqdm(total=config.steps, initial=step, desc=desc, leave=False)
     net.train()
     while step < end:
         f = lr_factor(step, config.warmup_steps, config.steps, config.min_lr_ratio)
         for g in opt.param_groups: g['lr'] = g['initial_lr'] * f
-        batch = stream.batch(step * world + rank)
-        torch.manual_seed(_mix(config.seed, step * world + rank))   # the backbone's RoPE augmentation draws from it
+        batch = batch_at(step)
         L = compute_loss(net, model, batch, config, indicator)
         opt.zero_grad(set_to_none=True)
         L.total.backward()
@@ -375,25 +381,52 @@ def run_n2f_train(config: TrainConfig, model: MorphableModel|None = None) -> Tra
         step += 1
         row = dict(step=step, loss=float(L.total.detach()), lr_factor=f, **L.parts)
         if rank == 0:
-            if step % config.val_every == 0 or step == config.steps:
+            if val and (step % config.val_every == 0 or step == config.steps):
                 v = evaluate(net, model, val, config, indicator)
-                last_val = v.get(config.best_on, v['total'])
+                if config.best_on not in v:
+                    raise InputError(f"best_on={config.best_on!r} is not among the validation values {sorted(v)}: the validation "
+                                     "batches carry no ground-truth parameters to score (use best_on='total')")
+                last_val = v[config.best_on]
                 row.update({f'val_{k}': x for k, x in v.items()})
                 if last_val < best_val:
                     best_val = last_val
-                    save_checkpoint(best, net, None, step, best_val, config)
+                    save_checkpoint(best, net, None, step, best_val, config, extra)
             rows.append(row)
             if step % config.ckpt_every == 0 or step == end:
-                save_checkpoint(last, net, opt, step, best_val, config)
-                write_log(log_path, [r for r in rows if r['step'] <= step], keep_until=step - len(rows))
+                save_checkpoint(last, net, opt, step, best_val, config, extra)
+                write_log(log_path, rows, keep_until=step - len(rows))
             if bar is not None:
                 bar.update(1); bar.set_postfix(loss=f"{row['loss']:.4g}")
     if bar is not None: bar.close()
     if rank == 0:
         write_log(log_path, rows, keep_until=step - len(rows))
-        try: plot_log(log_path).savefig(out / 'loss.png', dpi=100)
+        try:
+            import matplotlib.pyplot as plt
+            fig = plot_log(log_path); fig.savefig(out / 'loss.png', dpi=100); plt.close(fig)
         except Exception: pass
-    return TrainResult(step, best_val, last_val, out, best if best.exists() else None, last, log_path, rows, time.time() - t0, net)
+    return step, best_val, last_val, rows
+
+def run_n2f_train(config: TrainConfig, model: MorphableModel|None = None) -> TrainResult:
+    "Train N2FNet as `config` says; returns where the checkpoints and the log are."
+    t0 = time.time()
+    rank, world = _dist()
+    dev = torch.device(config.device) if config.device else default_device()
+    if dev.type == 'cuda' and world > 1: dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', rank)))
+    model = load_model(config.model, config.n_shape, config.n_expression, device=dev, n_vertices=config.n_vertices) if model is None else model.to(dev)
+    out = Path(config.out_dir); out.mkdir(parents=True, exist_ok=True)
+    net, opt, step, best_val = open_run(model, config, dev, config.resume)
+    synth = dataclasses.replace(config.synth, batch_size=config.batch_size)
+    stream = SyntheticFaces(model, synth, seed=config.seed, rank=rank, world_size=world)
+    val = fixed_set(model, synth, config.val_batches, seed=config.val_seed) if rank == 0 else []
+    indicator = face_indicator(model, synth.face_regions)
+    def batch_at(s: int):
+        batch = stream.batch(s * world + rank)
+        torch.manual_seed(_mix(config.seed, s * world + rank))   # the backbone's RoPE augmentation draws from it
+        return batch
+    step, best_val, last_val, rows = _train_loop(net, opt, model, config, step, best_val, batch_at, val, indicator, out,
+                                                 f'n2f {config.stage}', rank=rank, world=world)
+    last, best = out / 'last.pt', out / 'best.pt'
+    return TrainResult(step, best_val, last_val, out, best if best.exists() else None, last, out / 'log.csv', rows, time.time() - t0, net)
 
 def _allreduce_grads(net: nn.Module, world: int):
     "Average gradients across ranks (a DDP all-reduce written out, so frozen parameters and stages need no special care)."
@@ -420,7 +453,7 @@ def plot_log(path, keys: tuple|None = None):
     ax.set_yscale('log'); ax.set_xlabel('step'); ax.set_ylabel('loss'); ax.legend(); fig.tight_layout()
     return fig
 
-# %% ../../nbs/23_n2f_train.ipynb #e75cc27c
+# %% ../../nbs/23_n2f_train.ipynb #644ee4d5
 def add_n2f_parser(subparsers):
     "Add the `n2f` command (`n2f train --config FILE`) to an argparse subparsers object."
     p = subparsers.add_parser('n2f', help='N2FNet: train the normal-to-FLAME regressor')

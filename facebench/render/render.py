@@ -76,14 +76,12 @@ def rgb_to_normal(rgb: Tensor, convention: str = 'opengl') -> Tensor:
     return F.normalize(2 * rgb - 1, dim=1) * rgb.new_tensor(_FLIP[convention])[None, :, None, None]
 
 def save_normal_map(path, normals: Tensor, mask: Tensor|None = None, convention: str = 'opengl') -> Path:
-    "Write camera-frame normals (3,H,W) as an 8-bit RGB PNG ((n+1)/2); background (mask 0) is black."
-    from PIL import Image
+    "Write camera-frame normals (3,H,W) as an 8-bit RGB PNG ((n+1)/2), atomically; background (mask 0) is black."
+    from facebench.io import write_png
     check_tensor(normals, 'normals', (3, None, None))
     rgb = normal_to_rgb(normals[None], None if mask is None else mask.reshape(1, 1, *normals.shape[1:]), convention)[0]
     arr = (rgb.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-    path = Path(path)
-    Image.fromarray(arr).save(path)
-    return path
+    return write_png(Path(path), arr)
 
 def load_normal_map(path, convention: str = 'opengl', dtype=torch.float32) -> tuple:
     "Read a PNG written by `save_normal_map`: (normals (3,H,W) unit, mask (1,H,W) bool where not black)."
