@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from ..core import InputError, check_tensor, default_device, dataclass_from_dict
-from ..metrics.datasets import (DatasetError, IMAGE_SUFFIXES, LANDMARK_SUFFIXES, read_landmarks, read_image,
+from ..metrics.datasets import (DatasetError, IMAGE_SUFFIXES, LANDMARK_SUFFIXES, read_landmarks, read_image, check_dir, report_problems,
                                         load_landmark_folder)
 from ..models.base import MorphableModel, Params
 from ..models.load import load_model
@@ -63,8 +63,7 @@ def load_celebahq(root,                          # dataset folder
                   offset: float|None = None,     # added to the coordinates (None: -0.5 for .pts, +0.5 for .npy/.txt)
                  ) -> list:                      # [RealItem]
     "Index a CelebA-HQ-style folder: `CelebA-HQ-img/<stem>.jpg` with `landmarks/<stem>.npy|.txt|.pts` (68 points)."
-    r = Path(root).expanduser()
-    if not r.is_dir(): raise DatasetError(f"CelebA-HQ: {r} is not a directory")
+    r = check_dir(root, 'CelebA-HQ')
     cands = [image_dir] if image_dir else ['CelebA-HQ-img', 'images']
     im_dir = next((r / c for c in cands if (r / c).is_dir()), None)
     lm_dir = r / landmark_dir
@@ -84,9 +83,7 @@ def load_celebahq(root,                          # dataset folder
         except DatasetError as e: problems.append(str(e)); continue
         off = offset if offset is not None else (-0.5 if lp.suffix == '.pts' else 0.5)
         items.append(RealItem(im, lm + off, k))
-    if problems:
-        more = f"\n  ... and {len(problems) - 8} more" if len(problems) > 8 else ''
-        raise DatasetError(f"CelebA-HQ at {r}: {len(problems)} problem(s):\n  " + '\n  '.join(problems[:8]) + more)
+    report_problems(r, 'CelebA-HQ', problems)
     return items
 
 def load_real_items(root, layout: str, **kw) -> list:
