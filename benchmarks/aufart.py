@@ -34,7 +34,6 @@ def main():
     ap.add_argument('--n-vertices', type=int, default=1000, help='vertex count of the built-in head')
     a = ap.parse_args()
     dev = torch.device(a.device)
-    tiny = a.preset != 'full'
     S = {'tiny': 32, 'small': 64, 'full': 224}[a.preset]
     model = load_model('builtin', device=dev, n_vertices=a.n_vertices)
     net = Aufart(AufartConfig.for_model(model, a.variant, image_size=S, preset=a.preset)).to(dev).eval()
@@ -47,7 +46,7 @@ def main():
             for name, fn in (('AUFART inference', lambda: net(x)), ('AU extractor alone', lambda: net.au_net(x))):
                 s = timed(fn, dev, a.repeat)
                 print(f"{name:>22} {B:>5} {s:>9.4f} {B / s:>9.1f}")
-    cfg = AufartTrainConfig(variant=a.variant, tiny=tiny, net_preset=a.preset, image_size=S, n_train=max(a.train_batch, 8), n_val=1, progress=False)
+    cfg = AufartTrainConfig(variant=a.variant, net_preset=a.preset, image_size=S, n_train=max(a.train_batch, 8), n_val=1, progress=False)
     train, _ = make_datasets(model, cfg)
     train = train.to(dev)
     opt = torch.optim.Adam(net.head.parameters(), 1e-4)

@@ -5,8 +5,9 @@ import numpy as np, pytest, torch
 from facebench.core import InputError
 from facebench.metrics.temporal import acceleration
 from facebench.metrics.geometry import to_mm
-from facebench.aufart.evaluate import (AufartEval, evaluate_run, markdown_table, plot_per_au, predict, sequence_metrics, heldout_data,
+from facebench.aufart.evaluate import (AufartEval, evaluate_run, plot_per_au, sequence_metrics, heldout_data,
                                        expression_error_per_sample, largest_differences, difference_renders)
+from facebench.metrics.speed import markdown_table
 from facebench.metrics.au import icc
 from facebench.aufart.train import AufartTrainConfig, build, make_datasets
 from facebench.aufart.data import synthetic_sequences, SyntheticConfig

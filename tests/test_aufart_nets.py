@@ -243,7 +243,7 @@ def test_aufart_model_dims_frozen_and_dtypes():
     flame_like, ict_like = _M(50, ['global', 'neck', 'jaw', 'eye_left', 'eye_right']), _M(53, ['global'])
     assert head_dims(flame_like) == dict(n_expression=50, n_jaw=3) and head_dims(ict_like) == dict(n_expression=53, n_jaw=0)
     for variant in ('paper', 'code'):
-        net = Aufart(AufartConfig.for_model(ict_like, variant, tiny=True))
+        net = Aufart(AufartConfig.for_model(ict_like, variant, preset='tiny'))
         img = torch.rand(2, 3, 32, 32)
         o = net(img)
         assert o.expression.shape == (2, 53) and o.jaw_pose.shape == (2, 0) and o.au.shape == (2, 41)
@@ -282,6 +282,7 @@ def test_small_preset_sizes():
     o = Aufart(cfg).eval()(torch.rand(2, 3, 64, 64))
     assert o.au_features.shape == (2, 27, 16) and o.global_feature.shape == (2, 64) and o.expression.shape == (2, 24)
     with pytest.raises(InputError, match='preset'): AufartConfig.for_model(M(), 'paper', preset='huge')
+    with pytest.raises(InputError, match="preset='tiny'"): AufartConfig.for_model(M(), 'paper', tiny=True)   # one setting, not two
 
 # ------------------------------------------------------------------ EMOCA emotion network
 def emoca_state(spec, wrap=True, aufart_names=False):

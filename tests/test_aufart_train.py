@@ -124,7 +124,8 @@ def test_cli_parses_to_config(tmp_path):
     assert (c.K, c.train_data, c.seq_active_aus) == (1, 'sequences', 11)
 
 def test_pretrain_au_net_and_jitter(tmp_path):
-    from facebench.aufart.train import pretrain_au_net, temporal_jitter
+    from facebench.aufart.train import pretrain_au_net
+    from facebench.aufart.evaluate import sequence_metrics
     from facebench.aufart.data import synthetic_sequences, SyntheticConfig
     cfg = tiny_cfg(tmp_path)
     model, net = build(cfg)
@@ -134,10 +135,10 @@ def test_pretrain_au_net_and_jitter(tmp_path):
     assert len(hist) == 3 and all(np.isfinite(hist))
     assert not net.au_net.training and not any(p.requires_grad for p in net.au_net.parameters())
     assert any(not torch.equal(before[k], v) for k, v in net.au_net.state_dict().items())
-    seqs = synthetic_sequences(model, 2, 3, SyntheticConfig(image_size=32), 0)
-    j = temporal_jitter(net, model, seqs, 3, cfg)
+    seqs = synthetic_sequences(model, 2, 4, SyntheticConfig(image_size=32), 0)
+    j = sequence_metrics(net, model, seqs, 4, cfg)['jitter_mm']
     assert j >= 0 and np.isfinite(j)
-    with pytest.raises(InputError, match='whole number of sequences'): temporal_jitter(net, model, seqs, 4, cfg)
+    with pytest.raises(InputError, match='whole number of sequences'): sequence_metrics(net, model, seqs, 3, cfg)
 
 def test_encoder_frozen_source_runs(tmp_path):
     cfg = tiny_cfg(tmp_path, frozen_source='encoder')
@@ -200,6 +201,9 @@ def test_cpu_learning_preset_and_bad_fields():
         AufartTrainConfig(image_size=64, synthetic=SyntheticConfig(image_size=32))
     with pytest.raises(InputError, match='net_preset'): AufartTrainConfig(net_preset='huge')
     with pytest.raises(InputError, match='pretrain_au_target'): AufartTrainConfig(pretrain_au_target='x')
+    with pytest.raises(InputError, match=r"synthetic\.yaw"): AufartTrainConfig(**{**d, 'synthetic': {**d['synthetic'], 'yaw': 3}})
+    with pytest.raises(InputError, match=r"loss\.phot"): AufartTrainConfig(**{**d, 'loss': {**d['loss'], 'phot': 1.0}})
+    assert 'tiny' not in d and AufartTrainConfig().net_preset == 'tiny'         # one setting for the network size
 
 def _mediapipe_model():
     "The small built-in head with a 'mediapipe105' landmark set (random faces / barycentrics, as a FLAME file would give)."
@@ -230,7 +234,7 @@ def test_mediapipe_scheme_and_emotion_term(tmp_path):
     out = model(shape=batch.params.shape, expression=batch.params.expression, global_pose=batch.params.global_pose, jaw_pose=batch.params.jaw_pose)
     torch.testing.assert_close(gt, _deca_pixels(out.landmark_sets['mediapipe105'], batch.camera, 32))
     torch.manual_seed(0)
-    net = Aufart(AufartConfig.for_model(model, 'paper', tiny=True))
+    net = Aufart(AufartConfig.for_model(model, 'paper', preset='tiny'))
     cfg = tiny_cfg(tmp_path)
     so = aufart_step(net, model, batch, cfg)
     # a fresh head predicts psi = 0, theta = 0 and the frozen camera: the reference mesh is the neutral expression
@@ -246,6 +250,11 @@ def test_mediapipe_scheme_and_emotion_term(tmp_path):
     so = aufart_step(net, model, batch, cfg)
     with torch.no_grad(): want = 0.9 * emotion_loss(emo(so.render), emo(batch.image))
     assert float(so.terms['emotion'].detach()) == pytest.approx(float(want), rel=1e-5)
+    # the input's features computed once for the data set (indexed with it) give the same term
+    from facebench.aufart.train import with_emotion_features
+    fb = with_emotion_features(net, batch)
+    with torch.no_grad(): torch.testing.assert_close(fb[1:3].emotion_input, emo(batch.image[1:3]))
+    assert float(aufart_step(net, model, fb, cfg).terms['emotion'].detach()) == pytest.approx(float(want), rel=1e-5)
     net.train(); assert not emo.training and not any(p.requires_grad for p in emo.parameters())
     # the built-in head has no MediaPipe set: asking for it is an error, 'auto' falls back to iBUG-68
     m68, net68 = build(cfg)
@@ -269,3 +278,18 @@ def test_cli_cpu_learning_preset(tmp_path):
     assert c.synthetic == ref.synthetic
     c4 = config_from_args(ap.parse_args(['aufart', 'train', '--out', str(tmp_path), '--cpu-learning', '--K', '4', '--seq-len', '8']))
     assert c4.K == 4 and c4.batch_size * 4 == ref.batch_size
+    assert AufartTrainConfig.cpu_learning(K=4).batch_size * 4 == ref.batch_size         # the same frames per step, in the preset
+    # the options given on the command line are laid over the preset, not ignored
+    c = config_from_args(ap.parse_args(['aufart', 'train', '--out', str(tmp_path), '--cpu-learning', '--steps', '5']))
+    assert c.steps == 5 and (c.n_train, c.pretrain_au_steps) == (ref.n_train, ref.pretrain_au_steps)
+    c = config_from_args(ap.parse_args(['aufart', 'train', '--out', str(tmp_path), '--cpu-learning', '--image-size', '32', '--n-train', '16',
+                                        '--batch-size', '3', '--K', '2', '--seq-len', '4']))
+    assert (c.image_size, c.synthetic.image_size, c.n_train, c.batch_size, c.net_preset) == (32, 32, 16, 3, 'small')
+    # --full: the 'full' network preset at 224 px unless a size is given
+    c = config_from_args(ap.parse_args(['aufart', 'train', '--out', str(tmp_path), '--full']))
+    assert (c.net_preset, c.image_size) == ('full', 224)
+    c = config_from_args(ap.parse_args(['aufart', 'train', '--out', str(tmp_path), '--full', '--image-size', '112']))
+    assert (c.net_preset, c.image_size) == ('full', 112)
+    assert config_from_args(ap.parse_args(['aufart', 'train', '--out', str(tmp_path)])) == AufartTrainConfig(out=str(tmp_path))
+    with pytest.raises(InputError, match='--full and --cpu-learning'):
+        config_from_args(ap.parse_args(['aufart', 'train', '--out', str(tmp_path), '--full', '--cpu-learning']))

@@ -168,21 +168,25 @@ class SyntheticBatch:
     landmarks_visible: Tensor  # (B,68) bool
     vertices: Tensor         # (B,V,3) posed mesh
     landmark_sets: dict = field(default_factory=dict)  # name -> (B,L,2) pixels: the model's extra sets, e.g. 'mediapipe105'
+    emotion_input: Tensor|None = None  # (B,C) frozen `EmotionNet` features of `image` (`aufart.train.with_emotion_features`), or None
     def __len__(self): return self.image.shape[0]
     def __getitem__(self, idx) -> 'SyntheticBatch':
         if isinstance(idx, int): idx = slice(idx, idx + 1)
-        return SyntheticBatch(**{f.name: ({k: v[idx] for k, v in self.landmark_sets.items()} if f.name == 'landmark_sets'
-                                          else getattr(self, f.name)[idx]) for f in fields(self)})
+        def get(n, x):
+            if n == 'landmark_sets': return {k: v[idx] for k, v in x.items()}
+            return None if x is None else x[idx]
+        return SyntheticBatch(**{f.name: get(f.name, getattr(self, f.name)) for f in fields(self)})
     @staticmethod
     def cat(batches: list) -> 'SyntheticBatch':
         out = {}
         for f in fields(SyntheticBatch):
             xs = [getattr(b, f.name) for b in batches]
             if f.name == 'landmark_sets': out[f.name] = {k: torch.cat([x[k] for x in xs]) for k in xs[0]}
-            else: out[f.name] = Params.cat(xs) if f.name == 'params' else torch.cat(xs)
+            elif f.name == 'params': out[f.name] = Params.cat(xs)
+            else: out[f.name] = None if any(x is None for x in xs) else torch.cat(xs)   # optional fields: kept only when all have them
         return SyntheticBatch(**out)
     def to(self, device=None, dtype=None) -> 'SyntheticBatch':
-        mv = lambda x: x.to(device) if (dtype is None or not x.is_floating_point()) else x.to(device=device, dtype=dtype)
+        mv = lambda x: None if x is None else (x.to(device) if (dtype is None or not x.is_floating_point()) else x.to(device=device, dtype=dtype))
         conv = lambda n, x: x.to(device, dtype) if n == 'params' else ({k: mv(v) for k, v in x.items()} if n == 'landmark_sets' else mv(x))
         return SyntheticBatch(**{f.name: conv(f.name, getattr(self, f.name)) for f in fields(self)})
 

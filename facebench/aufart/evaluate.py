@@ -11,20 +11,19 @@ import numpy as np
 import torch
 from torch import Tensor
 from ..core import InputError, check_tensor
-from ..metrics.geometry import to_mm
-from ..metrics.image import nme
 from ..metrics.temporal import jitter, acceleration_error
 from ..metrics.geometry import vertex_to_vertex
-from ..metrics.au import f1_per_au, pearson_per_au, icc
+from ..metrics.au import icc
+from ..metrics.speed import markdown_table
 from .nets import AU_NAMES, N_AU
 from .data import SyntheticBatch, synthetic_sequences, texel_regions, render_faces
 from .losses import AufartLossConfig
-from .train import (AufartTrainConfig, aufart_step, build, expression_vertex_error, make_datasets,
-                                    run_aufart_train)
+from .train import (AufartTrainConfig, build, evaluate, expression_meshes, load_checkpoint, make_datasets,
+                                    predict, run_aufart_train)
 
 # %% auto #0
-__all__ = ['AufartEval', 'predict', 'sequence_metrics', 'evaluate_run', 'load_trained', 'heldout_data', 'compare_runs',
-           'markdown_table', 'plot_per_au', 'expression_error_per_sample', 'largest_differences', 'difference_renders']
+__all__ = ['AufartEval', 'sequence_metrics', 'evaluate_run', 'load_trained', 'heldout_data', 'compare_runs', 'plot_per_au',
+           'expression_error_per_sample', 'largest_differences', 'difference_renders']
 
 # %% ../../nbs/55_aufart_eval.ipynb #1a6b5532
 @dataclass
@@ -53,31 +52,13 @@ class AufartEval:
         if self.seconds is not None: r['train_s'] = self.seconds
         return r
 
-def _nanmean(x: Tensor) -> float:
-    ok = ~x.isnan()
-    return float(x[ok].mean()) if ok.any() else float('nan')
-
-@torch.no_grad()
-def predict(net, model, data: SyntheticBatch, cfg: AufartTrainConfig, batch_size: int = 32) -> dict:
-    "Run `aufart_step` (K = 1) over `data`: expression (B,E), jaw_pose (B,3|0), landmarks (B,68,2), au_input / au_render (B,A)."
-    was = net.training; net.eval()
-    K1 = replace(cfg, K=1)
-    outs = [aufart_step(net, model, data[i:i + batch_size], K1) for i in range(0, len(data), batch_size)]
-    net.train(was)
-    cat = lambda name: torch.cat([getattr(o, name) for o in outs])
-    return dict(expression=cat('expression'), jaw_pose=cat('jaw_pose'), landmarks=cat('landmarks'),
-                au_input=cat('au_input'), au_render=cat('au_render'))
-
 @torch.no_grad()
 def sequence_metrics(net, model, seqs: SyntheticBatch, seq_len: int, cfg: AufartTrainConfig) -> dict:
     "Mean `jitter` of predicted and true neutral-pose mesh sequences and their `acceleration_error` (mm), over sequences."
     if len(seqs) % seq_len: raise InputError(f"{len(seqs)} frames are not a whole number of sequences of seq_len={seq_len}")
     if seq_len < 4: raise InputError(f"jitter needs sequences of at least 4 frames, got seq_len={seq_len}")
     p = predict(net, model, seqs, cfg)
-    jaw = p['jaw_pose'] if p['jaw_pose'].shape[1] else None
-    vp = to_mm(model(shape=seqs.params.shape, expression=p['expression'], jaw_pose=jaw).vertices, model.units, check=False)
-    vg = to_mm(model(shape=seqs.params.shape, expression=seqs.params.expression,
-                     jaw_pose=None if jaw is None else seqs.params.jaw_pose).vertices, model.units, check=False)
+    vp, vg = expression_meshes(model, seqs.params.shape, p['expression'], seqs.params.expression, p['jaw_pose'], seqs.params.jaw_pose)
     n = len(seqs) // seq_len
     vp, vg = vp.view(n, seq_len, -1, 3), vg.view(n, seq_len, -1, 3)
     return dict(jitter_mm=float(torch.stack([jitter(v) for v in vp]).mean()),
@@ -85,19 +66,15 @@ def sequence_metrics(net, model, seqs: SyntheticBatch, seq_len: int, cfg: Aufart
                 accel_error_mm=float(torch.stack([acceleration_error(a, b) for a, b in zip(vp, vg)]).mean()))
 
 def evaluate_run(net, model, val: SyntheticBatch, cfg: AufartTrainConfig, name: str = '',
-                 seqs: SyntheticBatch|None = None, seq_len: int|None = None, seconds: float|None = None) -> AufartEval:
-    "All metrics of a trained network on a held-out static set (and sequences, when given)."
-    p = predict(net, model, val, cfg)
-    jaw = p['jaw_pose'] if p['jaw_pose'].shape[1] else None
-    jaw_gt = None if jaw is None else val.params.jaw_pose
-    ev = expression_vertex_error(model, val.params.shape, p['expression'], val.params.expression, jaw, jaw_gt)
-    ev0 = expression_vertex_error(model, val.params.shape, torch.zeros_like(p['expression']), val.params.expression,
-                                  None if jaw is None else torch.zeros_like(jaw), jaw_gt)
-    ai, ar = p['au_input'][:, :N_AU], p['au_render'][:, :N_AU]
-    f1, ic = f1_per_au(ar, ai), icc(torch.stack([ai, ar], 1), '3,1')             # the input's scores are the reference
-    res = AufartEval(name, ev['all'], {k: v for k, v in ev.items() if k != 'all'}, ev0['all'],
-                     float(nme(p['landmarks'], val.landmarks, 'inter_ocular').mean()), f1.tolist(), _nanmean(f1),
-                     float(pearson_per_au(ar.reshape(-1), ai.reshape(-1))), ic.tolist(), _nanmean(ic), seconds=seconds,
+                 seqs: SyntheticBatch|None = None, seq_len: int|None = None, seconds: float|None = None,
+                 predictions: dict|None = None,   # `predict` on `val` when already run (e.g. `TrainResult.predictions`)
+                ) -> AufartEval:
+    "`aufart.train.evaluate` on a held-out static set plus ICC per AU (and the sequence metrics, when `seqs` are given)."
+    p = predict(net, model, val, cfg) if predictions is None else predictions
+    m = evaluate(net, model, val, cfg, predictions=p)
+    ic = icc(torch.stack([p['au_input'][:, :N_AU], p['au_render'][:, :N_AU]], 1), '3,1')   # the input's and the render's scores
+    res = AufartEval(name, m['expr_vertex_mm'], m['expr_vertex_mm_regions'], m['zero_expr_vertex_mm'], m['landmark_nme'],
+                     m['au_f1'], m['au_f1_mean'], m['au_pearson'], ic.tolist(), float(torch.nanmean(ic)), seconds=seconds,
                      predictions={k: v.detach().cpu() for k, v in p.items()})
     if seqs is not None:
         for k, v in sequence_metrics(net, model, seqs, seq_len, cfg).items(): setattr(res, k, v)
@@ -107,9 +84,7 @@ def evaluate_run(net, model, val: SyntheticBatch, cfg: AufartTrainConfig, name: 
 def load_trained(cfg: AufartTrainConfig, checkpoint) -> tuple:
     "(model, net) of a finished run: `build(cfg)` with the checkpoint's head (and pre-trained AU extractor) loaded."
     model, net = build(cfg)
-    st = torch.load(checkpoint, map_location=model.device, weights_only=False)
-    net.head.load_state_dict(st['head'])
-    if st.get('au_net') is not None: net.au_net.load_state_dict(st['au_net'])
+    load_checkpoint(net, checkpoint, model.device)
     return model, net
 
 def heldout_data(model, cfg: AufartTrainConfig) -> SyntheticBatch:
@@ -125,23 +100,14 @@ def compare_runs(settings: dict,                   # name -> AufartTrainConfig f
     results, seqs, val = [], None, None
     for i, (name, kw) in enumerate(settings.items()):
         cfg = replace(base, out=str(Path(base.out) / f'run{i}'), **kw)
-        r = run_aufart_train(cfg, log=lambda *a: None)
-        model, net = load_trained(cfg, r.checkpoint)
+        r = run_aufart_train(cfg, log=lambda *a: None)   # its network, model and validation predictions come back with it
         if val is None:
-            val = heldout_data(model, cfg)
-            seqs = synthetic_sequences(model, n_seq, seq_len, cfg.synthetic, seed, labels=texel_regions(model, cfg.synthetic.texture_size))
-        results.append(evaluate_run(net, model, val, cfg, name, seqs, seq_len, r.seconds))
+            val = r.val                                  # = heldout_data(model, cfg)
+            seqs = synthetic_sequences(r.model, n_seq, seq_len, cfg.synthetic, seed, labels=texel_regions(r.model, cfg.synthetic.texture_size))
+        same = len(r.val) == len(val) and torch.equal(r.val.image, val.image)   # a setting may change the held-out set's seed or size
+        results.append(evaluate_run(r.net, r.model, val, cfg, name, seqs, seq_len, r.seconds, r.predictions if same else None))
         log(f"{name}: expression {results[-1].expr_vertex_mm:.3f} mm (psi = 0: {results[-1].zero_expr_vertex_mm:.3f} mm), {r.seconds:.0f} s")
     return results
-
-def markdown_table(results: list, digits: int = 3) -> str:
-    "A markdown table of `AufartEval.row()`s."
-    rows = [r.row() for r in results]
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    fmt = lambda v: (f"{v:.{digits}f}" if isinstance(v, float) else str(v)) if v is not None else ''
-    out = ['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)]
-    out += ['| ' + ' | '.join(fmt(r.get(k)) for k in keys) + ' |' for r in rows]
-    return '\n'.join(out)
 
 def plot_per_au(results: list, metric: str = 'au_f1', ax=None):
     "Grouped bars of a per-AU metric ('au_f1' or 'au_icc') for every run; returns the axes."
@@ -164,12 +130,10 @@ def expression_error_per_sample(model, data: SyntheticBatch,
     expr = pred['expression'].to(model.device, model.dtype)
     check_tensor(expr, "pred['expression']", (len(data), None))
     jaw = pred.get('jaw_pose')
-    jaw = jaw.to(model.device, model.dtype) if jaw is not None and jaw.shape[-1] else None
+    jaw = None if jaw is None else jaw.to(model.device, model.dtype)
     if region is not None and region not in model.regions:
         raise InputError(f"`region` {region!r} is not a region of the model; choose one of {sorted(model.regions)} or None")
-    a = model(shape=data.params.shape, expression=expr, jaw_pose=jaw).vertices
-    b = model(shape=data.params.shape, expression=data.params.expression, jaw_pose=None if jaw is None else data.params.jaw_pose).vertices
-    d = vertex_to_vertex(to_mm(a, model.units, check=False), to_mm(b, model.units, check=False))   # (B,V)
+    d = vertex_to_vertex(*expression_meshes(model, data.params.shape, expr, data.params.expression, jaw, data.params.jaw_pose))   # (B,V)
     return (d if region is None else d[:, model.regions[region].to(d.device)]).mean(1)
 
 def largest_differences(model, data: SyntheticBatch, pred_a: dict, pred_b: dict,   # two runs' `predict` outputs on `data`

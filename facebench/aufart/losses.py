@@ -148,8 +148,10 @@ def au_landmark_weights(au: Tensor,              # (B,27) or (B,41) AU scores
             idx = [a for a in aus if a < au.shape[1]]
             if not idx: continue
             on = (au[:, idx] >= threshold).any(1)                                   # (B,)
-            w[:, list(lm)] = torch.where(on[:, None], torch.full_like(w[:, list(lm)], gain / len(lm)), w[:, list(lm)])
-        w[:, list(MEDIAPIPE105_LIP_OUT)] = w[:, list(MEDIAPIPE105_LIP_OUT)] / 5
+            li = torch.as_tensor(lm, device=au.device)                              # the group's landmarks, indexed once
+            w[:, li] = torch.where(on[:, None], w.new_tensor(gain / len(lm)), w[:, li])
+        lip = torch.as_tensor(MEDIAPIPE105_LIP_OUT, device=au.device)
+        w[:, lip] = w[:, lip] / 5
         return w.detach()
     w = torch.ones(au.shape[0], 68, dtype=au.dtype, device=au.device)
     for lm, aus in LANDMARK_AU_GROUPS.values():
@@ -207,13 +209,19 @@ def _pairs_for(pred, ibug, mp, what):
     if L == 105: return mp
     raise InputError(f"{what} needs iBUG-68 or MediaPipe-105 landmarks, got {L} points")
 
-def eye_distance_loss(pred: Tensor, target: Tensor, image_size: int) -> Tensor:
+def eye_distance_loss(pred: Tensor,     # (B,68|105,2) predicted landmarks, pixels (iBUG-68 or MediaPipe-105)
+                      target: Tensor,   # (B,68|105,2) ground truth, pixels
+                      image_size: int,
+                     ) -> Tensor:       # () mean |distance difference| / image_size
     "L1 of the upper-to-lower eyelid distances (eye closure); iBUG-68 or MediaPipe-105 by the number of points."
     _check_lmk(pred, target)
     P = _pairs_for(pred, EYE_PAIRS, MEDIAPIPE105_EYE_PAIRS, 'eye_distance_loss')
     return (_pair_dist(pred, P) - _pair_dist(target, P)).abs().mean() / image_size
 
-def lip_distance_loss(pred: Tensor, target: Tensor, image_size: int) -> Tensor:
+def lip_distance_loss(pred: Tensor,     # (B,68|105,2) predicted landmarks, pixels (iBUG-68 or MediaPipe-105)
+                      target: Tensor,   # (B,68|105,2) ground truth, pixels
+                      image_size: int,
+                     ) -> Tensor:       # () mean |distance difference| / image_size
     "L1 of the lip-pair distances (mouth opening and width); iBUG-68 or MediaPipe-105 by the number of points."
     _check_lmk(pred, target)
     P = _pairs_for(pred, LIP_PAIRS, MEDIAPIPE105_LIP_PAIRS, 'lip_distance_loss')

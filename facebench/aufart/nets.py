@@ -567,11 +567,12 @@ class AufartConfig:
     @property
     def image_size(self) -> int: return self.au_net.image_size
     @classmethod
-    def for_model(cls, model, variant: str = 'paper', tiny: bool = False, image_size: int|None = None,
-                  preset: str|None = None,   # 'tiny' (32 px), 'small' (64 px, wider), 'full' (ResNet-50, 224 px); default from `tiny`
+    def for_model(cls, model, variant: str = 'paper',
+                  preset: str = 'full',          # 'tiny' (32 px), 'small' (64 px, wider), 'full' (ResNet-50, 224 px)
+                  image_size: int|None = None,   # default: the preset's
                   **head_kw) -> 'AufartConfig':
         "Full (ResNet-50, 224 px), small (64 px) or tiny (32 px) configuration with the output sizes of `model`."
-        preset = preset or ('tiny' if tiny else 'full')
+        if 'tiny' in head_kw: raise InputError("`tiny` is gone: pass preset='tiny' (or 'small' / 'full') instead")
         if preset not in NET_PRESETS: raise InputError(f"`preset` must be one of {NET_PRESETS}, got {preset!r}")
         dims = {**head_dims(model), 'n_camera': 3 if variant == 'paper' else 0, 'variant': variant, **head_kw}
         if preset == 'tiny':

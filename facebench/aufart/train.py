@@ -5,13 +5,13 @@
 # %% ../../nbs/53_aufart_train.ipynb #e4e4b782
 from __future__ import annotations
 import argparse, csv, json, math, os, time
-from dataclasses import dataclass, field, asdict, fields, replace
+from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from ..core import InputError, check_tensor
+from ..core import InputError, check_tensor, dataclass_from_dict
 from ..models.base import MorphableModel, Params
 from ..models.load import load_model
 from .nets import (Aufart, AufartConfig, AUNet, load_opengraphau, load_deca_encoder, N_AU, HEAD_VARIANTS, NET_PRESETS,
@@ -27,9 +27,10 @@ from .losses import (AufartLossConfig, total_loss, photometric_loss, landmark_lo
 
 # %% auto #0
 __all__ = ['AufartTrainConfig', 'uses_sequences', 'make_datasets', 'sample_indices', 'StepOutput', 'frozen_params',
-           'refine_camera', 'landmark_scheme', 'aufart_step', 'expression_vertex_error', 'evaluate', 'temporal_jitter',
-           'augment_images', 'pretrain_au_net', 'save_checkpoint', 'TrainResult', 'build', 'run_aufart_train',
-           'add_aufart_parser', 'config_from_args', 'main_aufart']
+           'refine_camera', 'landmark_scheme', 'aufart_step', 'with_emotion_features', 'expression_meshes',
+           'expression_vertex_error', 'predict', 'evaluate', 'augment_images', 'pretrain_au_net', 'save_checkpoint',
+           'load_checkpoint', 'TrainResult', 'build', 'run_aufart_train', 'add_aufart_parser', 'config_from_args',
+           'main_aufart']
 
 # %% ../../nbs/53_aufart_train.ipynb #401cdd40
 @dataclass
@@ -39,8 +40,7 @@ class AufartTrainConfig:
     model: str = 'builtin'           # 'builtin', or a facebench model .npz / ICT compact npz / FLAME folder
     n_vertices: int = 1000           # vertex count of the built-in head (model='builtin' only; ~950 vertices for CPU runs)
     variant: str = 'paper'           # head: 'paper', 'code' or 'global' (baseline without AU features)
-    tiny: bool = True                # tiny networks (CPU); False: ResNet-50 at 224 px
-    net_preset: str|None = None      # 'tiny', 'small' or 'full' (overrides `tiny`; see `AufartConfig.for_model`)
+    net_preset: str = 'tiny'         # network size: 'tiny' (CPU tests), 'small' (CPU learning) or 'full' (ResNet-50; see `AufartConfig.for_model`)
     image_size: int = 32
     n_train: int = 64                # synthetic training frames
     n_val: int = 16                  # held-out synthetic frames
@@ -73,15 +73,14 @@ class AufartTrainConfig:
     resume: bool = True              # continue from out/last.pt when present
 
     def __post_init__(self):
-        if isinstance(self.loss, dict): self.loss = AufartLossConfig(**self.loss)
-        if isinstance(self.synthetic, dict): self.synthetic = SyntheticConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.synthetic.items()})
+        if isinstance(self.loss, dict): self.loss = dataclass_from_dict(AufartLossConfig, self.loss, 'loss')
+        if isinstance(self.synthetic, dict): self.synthetic = dataclass_from_dict(SyntheticConfig, self.synthetic, 'synthetic')
         if self.synthetic is None: self.synthetic = SyntheticConfig(image_size=self.image_size)
         if self.synthetic.image_size != self.image_size:
             raise InputError(f"synthetic.image_size={self.synthetic.image_size} but image_size={self.image_size}; they must agree")
         if self.variant not in HEAD_VARIANTS: raise InputError(f"`variant` must be one of {HEAD_VARIANTS}, got {self.variant!r}")
         if self.frozen_source not in ('gt', 'encoder'): raise InputError(f"`frozen_source` must be 'gt' or 'encoder', got {self.frozen_source!r}")
-        if self.net_preset is not None and self.net_preset not in NET_PRESETS:
-            raise InputError(f"`net_preset` must be one of {NET_PRESETS} or None, got {self.net_preset!r}")
+        if self.net_preset not in NET_PRESETS: raise InputError(f"`net_preset` must be one of {NET_PRESETS}, got {self.net_preset!r}")
         if self.pretrain_au_target not in ('intensity', 'binary'):
             raise InputError(f"`pretrain_au_target` must be 'intensity' or 'binary', got {self.pretrain_au_target!r}")
         if self.K < 1: raise InputError(f"`K` must be >= 1, got {self.K}")
@@ -96,10 +95,13 @@ class AufartTrainConfig:
             if getattr(self, n) < 1: raise InputError(f"`{n}` must be >= 1, got {getattr(self, n)}")
     @classmethod
     def cpu_learning(cls, **kw) -> 'AufartTrainConfig':
-        "The CI preset that must learn on a CPU in about a minute (see 'Why tiny runs did not learn' below)."
-        base = dict(net_preset='small', image_size=64, n_train=1024, n_val=128, steps=300, batch_size=8, lr=1e-3,
+        """The CI preset that must learn on a CPU in about a minute (see 'Why tiny runs did not learn' below); `kw` overrides
+        any field. With K > 1 and no `batch_size` given, a step takes 8 // K windows: the same frames per step as K = 1."""
+        S = kw.get('image_size', 64)
+        base = dict(net_preset='small', image_size=S, n_train=1024, n_val=128, steps=300, lr=1e-3,
+                    batch_size=max(1, 8 // kw.get('K', 1)),
                     pretrain_au_steps=600, pretrain_au_lr=1e-2, pretrain_au_batch=32, log_every=50, ckpt_every=300,
-                    synthetic=SyntheticConfig(image_size=64, yaw_deg=5, pitch_deg=3, roll_deg=2, directional=0.25, shift=0.01))
+                    synthetic=SyntheticConfig(image_size=S, yaw_deg=5, pitch_deg=3, roll_deg=2, directional=0.25, shift=0.01))
         return cls(**{**base, **kw})
     def to_dict(self) -> dict:
         d = asdict(self); d['loss'] = asdict(self.loss); d['synthetic'] = asdict(self.synthetic); return d
@@ -195,8 +197,10 @@ def aufart_step(net: Aufart, model: MorphableModel, batch: SyntheticBatch, cfg: 
     if L.au_distance: t['au_distance'] = au_distance_loss(lm, gt_lm, S)
     if L.lip: t['lip'] = lip_distance_loss(glm, ggt, S)
     if L.eye: t['eye'] = eye_distance_loss(glm, ggt, S)
-    if L.emotion and getattr(net, 'emotion_net', None) is not None:
-        with torch.no_grad(): f_in = net.emotion_net(batch.image)
+    if L.emotion and net.emotion_net is not None:
+        f_in = batch.emotion_input                    # the input's features, computed once per data set (`with_emotion_features`)
+        if f_in is None:
+            with torch.no_grad(): f_in = net.emotion_net(batch.image)
         t['emotion'] = emotion_loss(net.emotion_net(img), f_in)
     if L.reg_expression: t['reg_expression'] = regularizer(out.expression)
     if L.reg_jaw and out.jaw_pose.shape[1]: t['reg_jaw'] = regularizer(out.jaw_pose)
@@ -208,52 +212,63 @@ def aufart_step(net: Aufart, model: MorphableModel, batch: SyntheticBatch, cfg: 
     return StepOutput(total, weighted, out.expression, out.jaw_pose, cam, img, lm, out.au,
                       au_r if au_r is not None else out.au.new_zeros(out.au.shape))
 
+@torch.no_grad()
+def with_emotion_features(net: Aufart, data: SyntheticBatch, batch_size: int = 64) -> SyntheticBatch:
+    "`data` with `emotion_input` (B,C): the frozen emotion network's features of the (fixed) input images, computed once."
+    if net.emotion_net is None: raise InputError("`net` has no emotion network: attach one with `net.attach_emotion_net` first")
+    f = torch.cat([net.emotion_net(data.image[i:i + batch_size]) for i in range(0, len(data), batch_size)])
+    return replace(data, emotion_input=f)
+
 # %% ../../nbs/53_aufart_train.ipynb #10b237ca
-def expression_vertex_error(model: MorphableModel, shape: Tensor, expr_pred: Tensor, expr_gt: Tensor,
-                            jaw_pred: Tensor|None = None, jaw_gt: Tensor|None = None) -> dict:
-    "Mean per-vertex distance (mm) between the neutral-pose meshes with predicted and true expression: overall and per region."
+def expression_meshes(model: MorphableModel,
+                      shape: Tensor,                 # (B,S) true identity
+                      expr_pred: Tensor,             # (B,E) predicted expression
+                      expr_gt: Tensor,               # (B,E) true expression
+                      jaw_pred: Tensor|None = None,  # (B,3) predicted jaw pose; None or (B,0): the head has no jaw output
+                      jaw_gt: Tensor|None = None,    # (B,3) true jaw pose, used only beside a predicted one
+                     ) -> tuple:                     # (pred (B,V,3), gt (B,V,3)) in mm
+    """The neutral-pose meshes of the true identity with the predicted and with the true expression, in millimetres.
+    A head without jaw output is compared with the neutral jaw on both sides (as it is rendered in training)."""
+    if jaw_pred is not None and jaw_pred.shape[-1] == 0: jaw_pred = None
+    if jaw_pred is None: jaw_gt = None
     a = model(shape=shape, expression=expr_pred, jaw_pose=jaw_pred).vertices
     b = model(shape=shape, expression=expr_gt, jaw_pose=jaw_gt).vertices
-    d = vertex_to_vertex(to_mm(a, model.units, check=False), to_mm(b, model.units, check=False))   # (B,V) mm
-    return per_region(d, model.regions)                                              # 'all' and each region (nan if empty)
+    return to_mm(a, model.units, check=False), to_mm(b, model.units, check=False)
+
+def expression_vertex_error(model: MorphableModel, shape: Tensor, expr_pred: Tensor, expr_gt: Tensor,
+                            jaw_pred: Tensor|None = None, jaw_gt: Tensor|None = None) -> dict:
+    "Mean per-vertex distance (mm) of the `expression_meshes`: overall ('all') and per region (nan if empty)."
+    return per_region(vertex_to_vertex(*expression_meshes(model, shape, expr_pred, expr_gt, jaw_pred, jaw_gt)), model.regions)
 
 @torch.no_grad()
-def evaluate(net: Aufart, model: MorphableModel, data: SyntheticBatch, cfg: AufartTrainConfig, batch_size: int = 32) -> dict:
-    "Metrics on a held-out synthetic set (see above), and the zero-expression baseline's vertex error."
+def predict(net: Aufart, model: MorphableModel, data: SyntheticBatch, cfg: AufartTrainConfig, batch_size: int = 32) -> dict:
+    "`aufart_step` (K = 1, eval mode) over `data`: expression (B,E), jaw_pose (B,3|0), landmarks (B,68,2), au_input / au_render (B,A)."
     was = net.training; net.eval()
-    K1 = AufartTrainConfig(**{**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, 'K': 1})
-    outs = [aufart_step(net, model, data[i:i + batch_size], K1) for i in range(0, len(data), batch_size)]
-    net.train(was)
-    expr = torch.cat([o.expression for o in outs]); jaw = torch.cat([o.jaw_pose for o in outs])
-    lm = torch.cat([o.landmarks for o in outs]); au_i = torch.cat([o.au_input for o in outs]); au_r = torch.cat([o.au_render for o in outs])
-    jaw_p = jaw if jaw.shape[1] else None
-    jaw_g = data.params.jaw_pose if jaw_p is not None else None
-    ev = expression_vertex_error(model, data.params.shape, expr, data.params.expression, jaw_p, jaw_g)
-    ev0 = expression_vertex_error(model, data.params.shape, torch.zeros_like(expr), data.params.expression,
-                                  None if jaw_g is None else torch.zeros_like(jaw_g), jaw_g)
-    lmk_nme = float(nme(lm, data.landmarks, 'inter_ocular').mean())
-    f1 = f1_per_au(au_r[:, :N_AU], au_i[:, :N_AU])
-    return dict(expr_vertex_mm=ev['all'], expr_vertex_mm_regions={k: v for k, v in ev.items() if k != 'all'},
-                zero_expr_vertex_mm=ev0['all'], zero_expr_vertex_mm_regions={k: v for k, v in ev0.items() if k != 'all'}, landmark_nme=lmk_nme, au_f1=f1.tolist(),
-                au_f1_mean=float(f1[~f1.isnan()].mean()) if (~f1.isnan()).any() else float('nan'),
-                au_pearson=float(pearson_per_au(au_r[:, :N_AU].reshape(-1), au_i[:, :N_AU].reshape(-1))))
+    K1 = replace(cfg, K=1)
+    try: outs = [aufart_step(net, model, data[i:i + batch_size], K1) for i in range(0, len(data), batch_size)]
+    finally: net.train(was)
+    cat = lambda name: torch.cat([getattr(o, name) for o in outs])
+    return dict(expression=cat('expression'), jaw_pose=cat('jaw_pose'), landmarks=cat('landmarks'),
+                au_input=cat('au_input'), au_render=cat('au_render'))
+
+@torch.no_grad()
+def evaluate(net: Aufart, model: MorphableModel, data: SyntheticBatch, cfg: AufartTrainConfig, batch_size: int = 32,
+             predictions: dict|None = None,   # a `predict` output on `data` (None: run `predict`)
+            ) -> dict:
+    "Metrics of `predict` on a held-out synthetic set (see above), and the zero-expression baseline's vertex error."
+    p = predict(net, model, data, cfg, batch_size) if predictions is None else predictions
+    p = {k: v.to(model.device) for k, v in p.items()}
+    expr, jaw, gp = p['expression'], p['jaw_pose'], data.params
+    ev = expression_vertex_error(model, gp.shape, expr, gp.expression, jaw, gp.jaw_pose)
+    ev0 = expression_vertex_error(model, gp.shape, torch.zeros_like(expr), gp.expression, torch.zeros_like(jaw), gp.jaw_pose)
+    ai, ar = p['au_input'][:, :N_AU], p['au_render'][:, :N_AU]
+    f1 = f1_per_au(ar, ai)                                                          # the input's scores are the reference
+    regions = lambda e: {k: v for k, v in e.items() if k != 'all'}
+    return dict(expr_vertex_mm=ev['all'], expr_vertex_mm_regions=regions(ev), zero_expr_vertex_mm=ev0['all'],
+                zero_expr_vertex_mm_regions=regions(ev0), landmark_nme=float(nme(p['landmarks'], data.landmarks, 'inter_ocular').mean()),
+                au_f1=f1.tolist(), au_f1_mean=float(torch.nanmean(f1)), au_pearson=float(pearson_per_au(ar.reshape(-1), ai.reshape(-1))))
 
 # %% ../../nbs/53_aufart_train.ipynb #da515ed5
-@torch.no_grad()
-def temporal_jitter(net: Aufart, model: MorphableModel, seqs: SyntheticBatch, seq_len: int, cfg: AufartTrainConfig) -> float:
-    "Mean |Δv_pred - Δv_true| (mm) between consecutive frames of sequences of `seq_len` frames (sequence-major)."
-    if len(seqs) % seq_len: raise InputError(f"{len(seqs)} frames are not a whole number of sequences of {seq_len}")
-    was = net.training; net.eval()
-    out = net(seqs.image); net.train(was)
-    jaw_p = out.jaw_pose if out.jaw_pose.shape[1] else None
-    jaw_g = seqs.params.jaw_pose if jaw_p is not None else None
-    vp = model(shape=seqs.params.shape, expression=out.expression, jaw_pose=jaw_p).vertices
-    vg = model(shape=seqs.params.shape, expression=seqs.params.expression, jaw_pose=jaw_g).vertices
-    n = len(seqs) // seq_len
-    dp, dg = vp.view(n, seq_len, -1, 3).diff(dim=1), vg.view(n, seq_len, -1, 3).diff(dim=1)
-    return float(to_mm((dp - dg).norm(dim=-1).mean(), model.units, check=False))
-
-# %% ../../nbs/53_aufart_train.ipynb #416b3b6c
 def augment_images(x: Tensor,                 # (B,3,S,S) in [0,1]
                    generator: torch.Generator|None = None,
                   ) -> Tensor:                 # (B,3,S,S) in [0,1]
@@ -288,7 +303,7 @@ def pretrain_au_net(au_net: AUNet, data: SyntheticBatch, steps: int, lr: float =
     au_net.requires_grad_(False); au_net.eval()
     return hist
 
-# %% ../../nbs/53_aufart_train.ipynb #b47b3d4f
+# %% ../../nbs/53_aufart_train.ipynb #416b3b6c
 def save_checkpoint(path, **state) -> Path:
     "torch.save to a temporary file, then an atomic rename."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -296,6 +311,13 @@ def save_checkpoint(path, **state) -> Path:
     torch.save(state, tmp)
     os.replace(tmp, path)
     return path
+
+def load_checkpoint(net: Aufart, path, map_location=None) -> dict:
+    "Load a `run_aufart_train` checkpoint's head (and pre-trained AU extractor) into `net`; returns the whole checkpoint dict."
+    st = torch.load(path, map_location=map_location, weights_only=False)
+    net.head.load_state_dict(st['head'])
+    if st.get('au_net') is not None: net.au_net.load_state_dict(st['au_net'])
+    return st
 
 @dataclass
 class TrainResult:
@@ -305,6 +327,10 @@ class TrainResult:
     metrics: dict        # `evaluate` on the validation set at the end
     checkpoint: Path
     seconds: float
+    model: MorphableModel|None = field(default=None, repr=False)   # the target model
+    net: Aufart|None = field(default=None, repr=False)             # the trained network (as in `checkpoint`)
+    val: SyntheticBatch|None = field(default=None, repr=False)     # the validation set of `metrics`
+    predictions: dict|None = field(default=None, repr=False)       # `predict` on `val`
 
 def _set_device(cfg):
     from facebench.core import default_device
@@ -315,7 +341,7 @@ def build(cfg: AufartTrainConfig) -> tuple:
     dev = _set_device(cfg)
     torch.manual_seed(cfg.seed)
     model = load_model(cfg.model, device=dev, n_vertices=cfg.n_vertices if cfg.model == 'builtin' else None)
-    net = Aufart(AufartConfig.for_model(model, cfg.variant, tiny=cfg.tiny, image_size=cfg.image_size, preset=cfg.net_preset)).to(dev)
+    net = Aufart(AufartConfig.for_model(model, cfg.variant, preset=cfg.net_preset, image_size=cfg.image_size)).to(dev)
     if cfg.au_checkpoint: load_opengraphau(net.au_net, cfg.au_checkpoint)
     if cfg.deca_checkpoint: load_deca_encoder(net.encoder, cfg.deca_checkpoint)
     if cfg.emotion_checkpoint:
@@ -335,14 +361,15 @@ def run_aufart_train(cfg: AufartTrainConfig, log=print) -> TrainResult:
         log(f"note: the emotion loss (weight {cfg.loss.emotion}) is off: it needs EMOCA's emotion network (emotion_checkpoint)")
     train, val = make_datasets(model, cfg)
     train, val = train.to(dev), val.to(dev)
+    if cfg.loss.emotion and net.emotion_net is not None:       # the inputs never change: their emotion features once
+        train, val = with_emotion_features(net, train), with_emotion_features(net, val)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     opt = torch.optim.Adam([p for p in net.head.parameters()], cfg.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step, cfg.lr_gamma)
     step, history, ck = 0, [], out / 'last.pt'
     if cfg.resume and ck.exists():
-        st = torch.load(ck, map_location=dev, weights_only=False)
-        net.head.load_state_dict(st['head']); opt.load_state_dict(st['optimizer']); sched.load_state_dict(st['scheduler'])
-        if st.get('au_net') is not None: net.au_net.load_state_dict(st['au_net'])
+        st = load_checkpoint(net, ck, dev)
+        opt.load_state_dict(st['optimizer']); sched.load_state_dict(st['scheduler'])
         gen.set_state(st['generator']); step, history = st['step'], st['history']
         log(f"resumed from {ck} at step {step}")
     elif cfg.pretrain_au_steps:
@@ -367,9 +394,10 @@ def run_aufart_train(cfg: AufartTrainConfig, log=print) -> TrainResult:
         if step % cfg.ckpt_every == 0 or step == cfg.steps: checkpoint()
     bar.close()
     _write_csv(out / 'log.csv', history)
-    metrics = evaluate(net, model, val, cfg)
+    pred = predict(net, model, val, cfg)
+    metrics = evaluate(net, model, val, cfg, predictions=pred)
     (out / 'metrics.json').write_text(json.dumps(metrics, indent=1))
-    return TrainResult(out, step, history, metrics, ck, time.time() - t0)
+    return TrainResult(out, step, history, metrics, ck, time.time() - t0, model, net, val, pred)
 
 def _write_csv(path, rows):
     first = ['step', 'loss', 'lr', 'seconds']
@@ -379,7 +407,7 @@ def _write_csv(path, rows):
         w = csv.DictWriter(fh, fieldnames=keys); w.writeheader(); w.writerows(rows)
     os.replace(tmp, path)
 
-# %% ../../nbs/53_aufart_train.ipynb #61967e49
+# %% ../../nbs/53_aufart_train.ipynb #cf13a03f
 def add_aufart_parser(subparsers) -> argparse.ArgumentParser:
     "Add `aufart train` to the `facebench` subcommands."
     p = subparsers.add_parser('aufart', help='AUFART: AU-feature transformer for expression reconstruction')
@@ -389,20 +417,21 @@ def add_aufart_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument('--out', required=True, help='output folder (checkpoints, log.csv, metrics.json)')
     t.add_argument('--model', default=d.model, help="'builtin' or a model file/folder")
     t.add_argument('--variant', default=d.variant, choices=list(HEAD_VARIANTS))
-    t.add_argument('--full', action='store_true', help='ResNet-50 networks at 224 px instead of the tiny preset')
+    t.add_argument('--full', action='store_true', help="net_preset='full': ResNet-50 networks at 224 px instead of the tiny preset")
     t.add_argument('--cpu-learning', action='store_true',
-                   help='the CPU learning preset (AufartTrainConfig.cpu_learning: small networks at 64 px, AU pre-training, '
-                        'near-frontal synthetic faces); the size, data and step options are then ignored')
+                   help='start from the CPU learning preset (AufartTrainConfig.cpu_learning: small networks at 64 px, AU pre-training, '
+                        'near-frontal synthetic faces) instead of the defaults; the options given below still apply')
+    # None: not given; only the given options are laid over the defaults (or over the --cpu-learning preset)
     for name in ('n_vertices', 'image_size', 'n_train', 'n_val', 'K', 'seq_len', 'seq_active_aus', 'steps', 'batch_size', 'pretrain_au_steps', 'seed',
                  'ckpt_every', 'log_every'):
-        t.add_argument('--' + name.replace('_', '-'), type=int, default=getattr(d, name))
-    t.add_argument('--lr', type=float, default=d.lr)
-    t.add_argument('--train-data', default=d.train_data, choices=['auto', 'frames', 'sequences'],
-                   help="'sequences' gives K = 1 the training sequences of a K > 1 run (fair K comparison)")
+        t.add_argument('--' + name.replace('_', '-'), type=int, default=None, help=f'default {getattr(d, name)}')
+    t.add_argument('--lr', type=float, default=None, help=f'default {d.lr}')
+    t.add_argument('--train-data', default=None, choices=['auto', 'frames', 'sequences'],
+                   help="'sequences' gives K = 1 the training sequences of a K > 1 run (fair K comparison); default 'auto'")
     t.add_argument('--loss-preset', default='selfsupervised', choices=['selfsupervised', 'code'],
                    help="'code': the public code's released weights; 'selfsupervised': its config.py defaults")
     t.add_argument('--temporal', type=float, default=0.0, help='weight of both temporal terms (needs --K > 1)')
-    t.add_argument('--frozen-source', default=d.frozen_source, choices=['gt', 'encoder'])
+    t.add_argument('--frozen-source', default=None, choices=['gt', 'encoder'], help=f'default {d.frozen_source!r}')
     t.add_argument('--au-checkpoint', default=None); t.add_argument('--deca-checkpoint', default=None)
     t.add_argument('--emotion-checkpoint', default=None, help="EMOCA emotion-recognition checkpoint (turns the 'emotion' loss on)")
     t.add_argument('--device', default=None); t.add_argument('--no-resume', action='store_true'); t.add_argument('--quiet', action='store_true')
@@ -411,15 +440,16 @@ def add_aufart_parser(subparsers) -> argparse.ArgumentParser:
 def config_from_args(args) -> AufartTrainConfig:
     loss = AufartLossConfig() if args.loss_preset == 'code' else AufartLossConfig.selfsupervised()
     loss.temporal_expression = loss.temporal_au = args.temporal
-    kw = {n: getattr(args, n) for n in ('out', 'model', 'n_vertices', 'variant', 'image_size', 'n_train', 'n_val', 'K', 'seq_len', 'train_data', 'seq_active_aus', 'steps',
-                                        'batch_size', 'pretrain_au_steps', 'seed', 'ckpt_every', 'log_every', 'lr',
-                                        'frozen_source', 'au_checkpoint', 'deca_checkpoint', 'emotion_checkpoint', 'device')}
+    names = ('out', 'model', 'n_vertices', 'variant', 'image_size', 'n_train', 'n_val', 'K', 'seq_len', 'train_data', 'seq_active_aus', 'steps',
+             'batch_size', 'pretrain_au_steps', 'seed', 'ckpt_every', 'log_every', 'lr',
+             'frozen_source', 'au_checkpoint', 'deca_checkpoint', 'emotion_checkpoint', 'device')
+    kw = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}   # only the options given
+    kw.update(loss=loss, resume=not args.no_resume, progress=not args.quiet)
     if getattr(args, 'cpu_learning', False):
-        keep = ('out', 'model', 'variant', 'K', 'seq_len', 'train_data', 'seq_active_aus', 'seed', 'frozen_source', 'au_checkpoint', 'deca_checkpoint', 'emotion_checkpoint', 'device')
-        c = AufartTrainConfig.cpu_learning(**{n: kw[n] for n in keep}, loss=loss, resume=not args.no_resume, progress=not args.quiet)
-        return c if c.K == 1 else replace(c, batch_size=max(1, c.batch_size // c.K))   # the same frames per step
-    image_size = 224 if args.full and args.image_size == AufartTrainConfig.image_size else args.image_size
-    return AufartTrainConfig(**{**kw, 'image_size': image_size}, tiny=not args.full, loss=loss, resume=not args.no_resume, progress=not args.quiet)
+        if args.full: raise InputError("--full and --cpu-learning are two network presets ('full' vs 'small'); give one")
+        return AufartTrainConfig.cpu_learning(**kw)
+    if args.full: kw = dict(net_preset='full', **{'image_size': 224, **kw})    # 224 px unless --image-size is given
+    return AufartTrainConfig(**kw)
 
 def main_aufart(args) -> int:
     "Run the `aufart` subcommand parsed by `add_aufart_parser`."
