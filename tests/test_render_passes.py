@@ -40,6 +40,12 @@ def test_landmarks_are_pinhole_projections_with_visibility():
     assert torch.allclose(r.landmarks[0], uv, atol=1e-9)
     # front points visible, the back point hidden, the far-away point outside the image
     assert r.landmarks_visible[0].tolist() == [True, False, True, False]
+    # a mesh's other landmark schemes (ModelOutput.landmark_sets) go through the same pinhole and visibility test
+    from types import SimpleNamespace
+    mesh = SimpleNamespace(vertices=v, faces=f, landmarks=lmk, landmark_sets={'extra': lmk[:, [2, 1]]})
+    r2 = render(mesh, cam, 'landmarks')
+    assert torch.allclose(r2.landmark_sets['extra'][0], uv[[2, 1]], atol=1e-9)
+    assert r2.landmark_sets_visible['extra'][0].tolist() == [True, False] and r.landmark_sets == {}
 
 def test_segmentation_follows_vertex_regions():
     v, f, cam = _scene()

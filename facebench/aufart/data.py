@@ -20,9 +20,8 @@ from .nets import AU_NAMES, N_AU
 
 # %% auto #0
 __all__ = ['SKIN_TONES', 'au_expression_map', 'au_to_expression', 'sample_aus', 'au_envelope', 'au_sequence', 'texel_regions',
-           'procedural_albedo', 'SyntheticConfig', 'SyntheticBatch', 'project_landmark_sets', 'default_camera',
-           'render_faces', 'random_light', 'random_background', 'synthetic_batch', 'synthetic_sequences',
-           'ImageFolderDataset']
+           'procedural_albedo', 'SyntheticConfig', 'SyntheticBatch', 'default_camera', 'render_faces', 'random_light',
+           'random_background', 'synthetic_batch', 'synthetic_sequences', 'ImageFolderDataset']
 
 # %% ../../nbs/50_aufart_data.ipynb #dae9877b
 _AU_RE = re.compile(r'AU0*(\d+)(?:_?([LR]))?$', re.IGNORECASE)
@@ -190,11 +189,6 @@ class SyntheticBatch:
         conv = lambda n, x: x.to(device, dtype) if n == 'params' else ({k: mv(v) for k, v in x.items()} if n == 'landmark_sets' else mv(x))
         return SyntheticBatch(**{f.name: conv(f.name, getattr(self, f.name)) for f in fields(self)})
 
-def project_landmark_sets(out, camera: Tensor, image_size: int) -> dict:
-    "The model output's extra landmark sets {name: (B,L,3)} in pixels {name: (B,L,2)} under the DECA camera (B,3)."
-    cam = OrthographicCamera.from_deca(camera, (image_size, image_size))
-    return {k: cam.project(v)[0] for k, v in (getattr(out, 'landmark_sets', None) or {}).items()}
-
 def _params_getitem(p: Params, idx):
     return p[idx]
 
@@ -262,7 +256,7 @@ def synthetic_batch(model: MorphableModel, batch_size: int, cfg: SyntheticConfig
     with torch.no_grad():
         out, r, img = render_faces(model, params, cam, sh, tex, bg, cfg.image_size)
     return SyntheticBatch(img, r.mask, au.to(**dt).clone(), params, cam, sh, tex, r.landmarks, r.landmarks_visible, out.vertices,
-                          project_landmark_sets(out, cam, cfg.image_size))
+                          r.landmark_sets)
 
 # %% ../../nbs/50_aufart_data.ipynb #52f24129
 def synthetic_sequences(model: MorphableModel, n_seq: int, T: int, cfg: SyntheticConfig = SyntheticConfig(),
@@ -291,7 +285,7 @@ def synthetic_sequences(model: MorphableModel, n_seq: int, T: int, cfg: Syntheti
         with torch.no_grad():
             o, r, img = render_faces(model, params, cam, sh, tex, bg, cfg.image_size)
         out.append(SyntheticBatch(img, r.mask, au.to(**dt), params, cam.contiguous(), sh.contiguous(), tex.contiguous(),
-                                  r.landmarks, r.landmarks_visible, o.vertices, project_landmark_sets(o, cam, cfg.image_size)))
+                                  r.landmarks, r.landmarks_visible, o.vertices, r.landmark_sets))
     return SyntheticBatch.cat(out)
 
 # %% ../../nbs/50_aufart_data.ipynb #4e66bfd7

@@ -17,7 +17,7 @@ from ..models.load import load_model
 from .nets import (Aufart, AufartConfig, AUNet, load_opengraphau, load_deca_encoder, N_AU, HEAD_VARIANTS, NET_PRESETS,
                                    EmotionNet, EmotionNetConfig, load_emotion_net)
 from .data import (SyntheticConfig, SyntheticBatch, synthetic_batch, synthetic_sequences, texel_regions,
-                                   render_faces, project_landmark_sets)
+                                   render_faces)
 from ..metrics.geometry import vertex_to_vertex, per_region, to_mm
 from ..metrics.image import nme
 from ..metrics.au import f1_per_au, pearson_per_au
@@ -187,7 +187,7 @@ def aufart_step(net: Aufart, model: MorphableModel, batch: SyntheticBatch, cfg: 
     vis = batch.landmarks_visible.to(lm.dtype)
     scheme = landmark_scheme(L.landmark_scheme, mo, batch)
     if scheme == 'mediapipe105':   # AU-gated, lip and eye terms on the MediaPipe subset, as the public code
-        glm, ggt, gvis = project_landmark_sets(mo, cam, S)['mediapipe105'], batch.landmark_sets['mediapipe105'], None
+        glm, ggt, gvis = r.landmark_sets['mediapipe105'], batch.landmark_sets['mediapipe105'], None
     else: glm, ggt, gvis = lm, gt_lm, vis
     if L.photo: t['photo'] = photometric_loss(img, batch.image, r.mask)
     if L.landmark: t['landmark'] = landmark_loss(lm, gt_lm, S, vis)

@@ -112,6 +112,8 @@ class RenderOutput:
     labels: tuple = ()                # names of the segmentation labels
     landmarks: Tensor|None = None     # (B,L,2) projected landmarks in pixels
     landmarks_visible: Tensor|None = None  # (B,L) bool: inside the image and not occluded
+    landmark_sets: dict = field(default_factory=dict)          # name -> (B,L_k,2): the mesh's extra landmark sets (e.g. 'mediapipe105')
+    landmark_sets_visible: dict = field(default_factory=dict)  # name -> (B,L_k) bool
     uv: Tensor|None = None            # (B,2,H,W) texture coordinates
     texture: Tensor|None = None       # (B,C,H,W) sampled texture (albedo)
     shading: Tensor|None = None       # (B,3,H,W) SH shading
@@ -199,6 +201,8 @@ def render(mesh,                     # ModelOutput (vertices, faces, landmarks) 
         if landmarks is None: raise InputError("the 'landmarks' pass needs `landmarks` (B,L,3) or a mesh with .landmarks")
         check_tensor(landmarks, 'landmarks', (verts.shape[0], None, 3))
         out.landmarks, out.landmarks_visible = project_landmarks(landmarks, camera, frag, landmark_tolerance)
+        for name, pts in (getattr(mesh, 'landmark_sets', None) or {}).items():   # a ModelOutput's other schemes, same test
+            out.landmark_sets[name], out.landmark_sets_visible[name] = project_landmarks(pts, camera, frag, landmark_tolerance)
     if 'uv' in want:
         uv = uv if uv is not None else (getattr(model, 'uv', None) if model is not None else None)
         faces_uv = faces_uv if faces_uv is not None else (getattr(model, 'faces_uv', None) if model is not None else None)
