@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['default_device', 'InputError', 'check_tensor', 'dataclass_from_dict']
+__all__ = ['default_device', 'InputError', 'check_tensor', 'atomic_path', 'dataclass_from_dict']
 
 # %% ../nbs/00_core.ipynb #82842153
 def default_device() -> torch.device:
@@ -57,6 +57,25 @@ def check_tensor(
     return x
 
 # %% ../nbs/00_core.ipynb #c28f2348
+from contextlib import contextmanager
+
+@contextmanager
+def atomic_path(path,                   # the file to (re)place
+                suffix: str|None = None,  # suffix of the temporary name (default: the target's; '.npz' for np.savez)
+               ):
+    "Yield a temporary path beside `path`; when the block ends without error it replaces `path` atomically, else it is removed."
+    import os
+    from pathlib import Path
+    path = Path(path)
+    if not path.parent.exists(): raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix if suffix is None else suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists(): tmp.unlink()
+
+# %% ../nbs/00_core.ipynb #641ca0ac
 def dataclass_from_dict(cls,            # a dataclass type
                         d: dict,        # its fields as a (nested) mapping, e.g. parsed JSON/YAML
                         where: str = '',  # dotted path of this section, for messages

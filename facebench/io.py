@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from .core import InputError, check_tensor
+from .core import InputError, check_tensor, atomic_path
 
 # %% auto #0
 __all__ = ['Mesh', 'as_vertices', 'as_faces', 'write_png', 'write_obj', 'read_obj', 'write_ply', 'read_ply', 'load_mesh',
@@ -78,13 +78,7 @@ def as_faces(faces, n: int, name: str = 'faces', target: str = 'vertices') -> Te
 # %% ../nbs/07_io.ipynb #90d7ab54
 def _atomic_write(path: Path, data: str|bytes):
     path = Path(path)
-    if not path.parent.exists(): raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, 'wb') as f: f.write(data.encode('utf-8') if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f: f.write(data.encode('utf-8') if isinstance(data, str) else data)
     return path
 
 def _fmt(dtype: torch.dtype) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from ..core import InputError, check_tensor, dataclass_from_dict
+from ..core import InputError, check_tensor, dataclass_from_dict, atomic_path
 from ..models.base import MorphableModel, Params
 from ..models.load import load_model
 from .nets import (Aufart, AufartConfig, AUNet, load_opengraphau, load_deca_encoder, N_AU, HEAD_VARIANTS, NET_PRESETS,
@@ -307,9 +307,7 @@ def pretrain_au_net(au_net: AUNet, data: SyntheticBatch, steps: int, lr: float =
 def save_checkpoint(path, **state) -> Path:
     "torch.save to a temporary file, then an atomic rename."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp: torch.save(state, tmp)
     return path
 
 def load_checkpoint(net: Aufart, path, map_location=None) -> dict:
@@ -402,10 +400,8 @@ def run_aufart_train(cfg: AufartTrainConfig, log=print) -> TrainResult:
 def _write_csv(path, rows):
     first = ['step', 'loss', 'lr', 'seconds']
     keys = first + sorted({k for r in rows for k in r} - set(first))
-    tmp = Path(str(path) + '.tmp')
-    with open(tmp, 'w', newline='') as fh:
+    with atomic_path(path) as tmp, open(tmp, 'w', newline='') as fh:
         w = csv.DictWriter(fh, fieldnames=keys); w.writeheader(); w.writerows(rows)
-    os.replace(tmp, path)
 
 # %% ../../nbs/53_aufart_train.ipynb #cf13a03f
 def add_aufart_parser(subparsers) -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from ..core import InputError, check_tensor
+from ..core import InputError, check_tensor, atomic_path
 from .data import CodeDataset, check_meshes, FACESCAPE_EXPRESSIONS
 from .pca import Codec, Codes
 
@@ -161,9 +161,7 @@ _FORMAT = 'facebench-sae-1'
 
 def _atomic_save(obj, path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp: torch.save(obj, tmp)
 
 def _labels(train: CodeDataset) -> tuple:
     ids = torch.unique(train.identity)

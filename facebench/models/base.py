@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn, Tensor
-from ..core import InputError, check_tensor
+from ..core import InputError, check_tensor, atomic_path
 from .lbs import lbs, vertices_to_landmarks
 from ..rotations import axis_angle_to_matrix
 
@@ -115,9 +115,7 @@ class ModelData:
         for k, v in self.regions.items(): d[f'region/{k}'] = np.asarray(v)
         for k, (f, b) in self.landmark_sets.items(): d[f'lmkset_faces/{k}'] = np.asarray(f); d[f'lmkset_bary/{k}'] = np.asarray(b)
         path = Path(path)
-        tmp = path.with_name(path.name + '.tmp.npz')
-        np.savez(tmp, **d)
-        os.replace(tmp, path)   # atomic: a half-written file never replaces a good one
+        with atomic_path(path, '.npz') as tmp: np.savez(tmp, **d)   # a half-written file never replaces a good one
         return path
 
     @classmethod
@@ -365,9 +363,8 @@ class Params:
     def save(self, path) -> Path:
         "Write to `.npz` (float tensors as they are, on the CPU), atomically."
         path = Path(path)
-        tmp = path.with_name(path.name + '.tmp.npz')
-        np.savez(tmp, format=np.array('facebench-params-1'), **{k: v.detach().cpu().numpy() for k, v in self.items()})
-        os.replace(tmp, path)
+        with atomic_path(path, '.npz') as tmp:
+            np.savez(tmp, format=np.array('facebench-params-1'), **{k: v.detach().cpu().numpy() for k, v in self.items()})
         return path
     @classmethod
     def load(cls, path, device=None, dtype: torch.dtype|None = None) -> 'Params':

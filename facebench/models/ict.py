@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from scipy.spatial import ConvexHull
-from ..core import InputError, check_tensor
+from ..core import InputError, check_tensor, atomic_path
 from .base import ModelData, MorphableModel, REGION_NAMES
 
 # %% auto #0
@@ -309,9 +309,7 @@ def convert_ict(objs_dir,                  # the kit's FaceXModel/ folder
     check_ict_arrays(arrays, f'conversion of {d}')
     out = Path(out_npz)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + '.tmp.npz')
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, out)   # atomic: a half-written file never replaces a good one
+    with atomic_path(out, '.npz') as tmp: np.savez_compressed(tmp, **arrays)   # a half-written file never replaces a good one
     return IctConversion(out, ids, exprs, missing, ignored)
 
 # %% ../../nbs/04_ict.ipynb #1243297c

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 import torch
 from torch import nn, Tensor
-from ..core import InputError, default_device, dataclass_from_dict
+from ..core import InputError, default_device, dataclass_from_dict, atomic_path
 from ..models.base import ModelData, MorphableModel, Params
 from ..models.builtin import builtin_head
 from ..models.load import load_model
@@ -196,9 +196,7 @@ def save_checkpoint(path, net: N2FNet, optimizer=None, step: int = 0, best_val: 
     state = dict(format='facebench-n2f-1', net=net.state_dict(), describe=net.describe(), step=step, best_val=best_val,
                  optimizer=None if optimizer is None else optimizer.state_dict(),
                  config=None if config is None else config_to_dict(config), extra=extra or {})
-    tmp = path.with_name(path.name + '.tmp')
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp: torch.save(state, tmp)
     return path
 
 def load_checkpoint(path, net: N2FNet|None = None, map_location='cpu') -> dict:
@@ -319,10 +317,8 @@ def write_log(path: Path, rows: list, keep_until: int|None = None):
     for r in allrows:
         for k in r:
             if k not in keys: keys.append(k)
-    tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'w', newline='') as f:
+    with atomic_path(path) as tmp, open(tmp, 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=keys); w.writeheader(); w.writerows(allrows)
-    os.replace(tmp, path)
 
 def open_run(model: MorphableModel, config: TrainConfig, device, resume: bool = True, check=None) -> tuple:
     """Seeded N2FNet (from `config.init_from` when set) with the stage's trainable parts, its Adam optimiser over
