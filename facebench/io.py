@@ -14,7 +14,7 @@ from .core import InputError, check_tensor, atomic_path
 
 # %% auto #0
 __all__ = ['Mesh', 'as_vertices', 'as_faces', 'write_png', 'write_obj', 'read_obj', 'write_ply', 'read_ply', 'load_mesh',
-           'save_mesh', 'to_trimesh', 'from_trimesh']
+           'save_mesh', 'to_trimesh', 'from_trimesh', 'write_csv_log']
 
 # %% ../nbs/07_io.ipynb #8d73f1f2
 @dataclass
@@ -621,3 +621,23 @@ def from_trimesh(tm, dtype: torch.dtype = torch.float32, device=None) -> Mesh:
         uv, faces_uv = t(vis.uv), torch.as_tensor(np.asarray(tm.faces), dtype=torch.long, device=device)
     faces = torch.as_tensor(np.asarray(tm.faces, dtype=np.int64), device=device)
     return Mesh(vertices=t(tm.vertices), faces=faces, uv=uv, faces_uv=faces_uv, colors=colors, source='trimesh')
+
+# %% ../nbs/07_io.ipynb #34bdc231
+def write_csv_log(path,                        # the CSV file
+                  rows: list,                  # dicts to append (columns: `first`, then the others in order of appearance)
+                  keep_until: int|None = None, # keep the file's existing rows with step <= keep_until (None: start afresh)
+                  first: tuple = (),           # columns that always come first
+                 ) -> Path:
+    "Rewrite the CSV log atomically: kept rows of the existing file, then `rows`."
+    import csv
+    path = Path(path)
+    old = []
+    if path.exists() and keep_until is not None:
+        with open(path, newline='') as f: old = [r for r in csv.DictReader(f) if int(float(r['step'])) <= keep_until]
+    allrows, keys = old + list(rows), list(first)
+    for r in allrows:
+        for k in r:
+            if k not in keys: keys.append(k)
+    with atomic_path(path) as tmp, open(tmp, 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=keys); w.writeheader(); w.writerows(allrows)
+    return path

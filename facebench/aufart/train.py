@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from ..core import InputError, check_tensor, dataclass_from_dict, atomic_path
+from ..io import write_csv_log
 from ..models.base import MorphableModel, Params
 from ..models.load import load_model
 from .nets import (Aufart, AufartConfig, AUNet, load_opengraphau, load_deca_encoder, N_AU, HEAD_VARIANTS, NET_PRESETS,
@@ -391,17 +392,11 @@ def run_aufart_train(cfg: AufartTrainConfig, log=print) -> TrainResult:
             history.append(row); bar.set_postfix(loss=f"{row['loss']:.4f}")
         if step % cfg.ckpt_every == 0 or step == cfg.steps: checkpoint()
     bar.close()
-    _write_csv(out / 'log.csv', history)
+    write_csv_log(out / 'log.csv', history, first=('step', 'loss', 'lr', 'seconds'))
     pred = predict(net, model, val, cfg)
     metrics = evaluate(net, model, val, cfg, predictions=pred)
     (out / 'metrics.json').write_text(json.dumps(metrics, indent=1))
     return TrainResult(out, step, history, metrics, ck, time.time() - t0, model, net, val, pred)
-
-def _write_csv(path, rows):
-    first = ['step', 'loss', 'lr', 'seconds']
-    keys = first + sorted({k for r in rows for k in r} - set(first))
-    with atomic_path(path) as tmp, open(tmp, 'w', newline='') as fh:
-        w = csv.DictWriter(fh, fieldnames=keys); w.writeheader(); w.writerows(rows)
 
 # %% ../../nbs/53_aufart_train.ipynb #cf13a03f
 def add_aufart_parser(subparsers) -> argparse.ArgumentParser:

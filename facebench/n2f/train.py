@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 from torch import nn, Tensor
 from ..core import InputError, default_device, dataclass_from_dict, atomic_path
+from ..io import write_csv_log
 from ..models.base import ModelData, MorphableModel, Params
 from ..models.builtin import builtin_head
 from ..models.load import load_model
@@ -22,8 +23,8 @@ from .losses import (ParamLossWeights, RenderLossWeights, LossTerms, omega_targe
 # %% auto #0
 __all__ = ['STAGES', 'BEST_ON', 'TrainConfig', 'config_from_dict', 'config_to_dict', 'load_train_config', 'save_train_config',
            'param_groups', 'set_trainable', 'lr_factor', 'compute_loss', 'save_checkpoint', 'load_checkpoint',
-           'net_config_from_checkpoint', 'TrainResult', 'predict', 'prediction_metrics', 'evaluate', 'write_log',
-           'open_run', 'run_n2f_train', 'read_log', 'plot_log', 'add_n2f_parser', 'main_n2f']
+           'net_config_from_checkpoint', 'TrainResult', 'predict', 'prediction_metrics', 'evaluate', 'open_run',
+           'run_n2f_train', 'read_log', 'plot_log', 'add_n2f_parser', 'main_n2f']
 
 # %% ../../nbs/23_n2f_train.ipynb #44df3938
 STAGES = ('param', 'render', 'joint')
@@ -307,19 +308,6 @@ def evaluate(net: N2FNet, model: MorphableModel, batches: list, config: TrainCon
     net.train(was)
     return acc
 
-def write_log(path: Path, rows: list, keep_until: int|None = None):
-    "Rewrite the CSV log atomically, keeping existing rows with step <= keep_until (a resumed run's past), then append `rows`."
-    old = []
-    if path.exists() and keep_until is not None:
-        with open(path) as f: old = [r for r in csv.DictReader(f) if int(float(r['step'])) <= keep_until]
-    allrows = old + rows
-    keys = []
-    for r in allrows:
-        for k in r:
-            if k not in keys: keys.append(k)
-    with atomic_path(path) as tmp, open(tmp, 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=keys); w.writeheader(); w.writerows(allrows)
-
 def open_run(model: MorphableModel, config: TrainConfig, device, resume: bool = True, check=None) -> tuple:
     """Seeded N2FNet (from `config.init_from` when set) with the stage's trainable parts, its Adam optimiser over
     `param_groups`, and where to continue: (net, optimizer, step, best_val). With `resume` and `config.out_dir/last.pt`
@@ -357,7 +345,7 @@ def _train_loop(net: N2FNet, opt, model: MorphableModel, config: TrainConfig,
     and the CSV log every `ckpt_every` steps, progress bar and loss plot. Returns (step, best_val, last_val, rows)."""
     last, best, log_path = out / 'last.pt', out / 'best.pt', out / 'log.csv'
     rows, last_val = [], None
-    if rank == 0: write_log(log_path, [], keep_until=step)
+    if rank == 0: write_csv_log(log_path, [], keep_until=step)
     end = config.steps if config.stop_after is None else min(config.steps, step + config.stop_after)
     bar = None
     if config.progress and rank == 0:
@@ -390,12 +378,12 @@ def _train_loop(net: N2FNet, opt, model: MorphableModel, config: TrainConfig,
             rows.append(row)
             if step % config.ckpt_every == 0 or step == end:
                 save_checkpoint(last, net, opt, step, best_val, config, extra)
-                write_log(log_path, rows, keep_until=step - len(rows))
+                write_csv_log(log_path, rows, keep_until=step - len(rows))
             if bar is not None:
                 bar.update(1); bar.set_postfix(loss=f"{row['loss']:.4g}")
     if bar is not None: bar.close()
     if rank == 0:
-        write_log(log_path, rows, keep_until=step - len(rows))
+        write_csv_log(log_path, rows, keep_until=step - len(rows))
         try:
             import matplotlib.pyplot as plt
             fig = plot_log(log_path); fig.savefig(out / 'loss.png', dpi=100); plt.close(fig)
